@@ -1,0 +1,1 @@
+"""Thrown-object detection: frame differencing, tracking, trajectory, floor estimate, evidence."""

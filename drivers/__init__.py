@@ -1,0 +1,1 @@
+"""Device drivers: one module (or package) per device family, turning device signals into events."""
