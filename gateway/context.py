@@ -1,0 +1,49 @@
+"""The real `DriverContext`: how a driver's events reach the store and the lanes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+from gateway.clock import Clock
+from gateway.events import Event, EventDraft
+from gateway.lanes import EvidenceSpool, TelemetryLane, TelemetryReading
+from gateway.store import EventStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayContext:
+    """Handed to one driver; binds its event class and its own state folder."""
+
+    site: str
+    gateway: str
+    clock: Clock
+    state_dir: Path
+    timezone: str
+    store: EventStore
+    telemetry_lane: TelemetryLane
+    evidence_spool: EvidenceSpool
+    event_class: str
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, device: str, type: str, severity: str, data: Mapping[str, Any] | None = None,
+             ts: datetime | None = None, cls: str | None = None) -> Event:
+        draft = EventDraft(cls=cls or self.event_class, device=device, type=type, severity=severity,
+                           ts=ts or self.clock.now(), data=dict(data or {}))
+        return self.store.append(draft)
+
+    def telemetry(self, device: str, values: Mapping[str, Any], ts: datetime | None = None,
+                  cls: str | None = None) -> None:
+        self.telemetry_lane.put(TelemetryReading(cls or self.event_class, device,
+                                                 ts or self.clock.now(), dict(values)))
+
+    def evidence(self, event_id: str, path: Path, content_type: str) -> None:
+        self.evidence_spool.add(event_id, Path(path), content_type)

@@ -1,0 +1,394 @@
+"""The MQTT forwarder: from the durable store to the broker, in order, at least once.
+
+One thread runs a connection at a time. Each connection uses a fresh paho
+client (MQTT 5 by default, 3.1.1 as an option) so nothing survives in paho's
+in-memory queue: the store is the only queue. While connected, the thread keeps
+up to `inflight` events published and unacknowledged, in `seq` order; an event
+leaves the store only on its PUBACK. After a disconnect, publishing resumes at
+the oldest unacknowledged event, so everything is sent again in order after an
+outage (duplicates possible, with the same `id`; gaps never).
+
+paho's network thread only records PUBACKs and incoming commands in queues;
+all bookkeeping happens in the forwarder thread, so no lock is held across a
+paho call (paho calls `on_publish` while holding its own message mutex).
+
+Beside the event lane: telemetry (QoS 0 by default, latest value wins, sent
+every turn), evidence (spooled files, sent only while no event waits), the
+retained `status` (online; offline as the last will and on a clean stop) and
+the retained `health` every `health_interval` seconds.
+
+Reconnects back off exponentially from `reconnect_min` to `reconnect_max`
+seconds with full jitter.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from gateway import __version__
+from gateway.clock import Clock, SystemClock, iso_utc
+from gateway.config import MqttConfig
+from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
+from gateway.store import EventStore
+
+log = logging.getLogger(__name__)
+
+TURN_SECONDS = 0.2
+
+
+@dataclass
+class ForwarderStats:
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    published: int = 0
+    acked: int = 0
+    rejected: int = 0
+    telemetry_sent: int = 0
+    evidence_sent: int = 0
+    last_error: str = ""
+    last_seq_acked: int = 0
+    connected_since: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "connected_since"}
+
+
+@dataclass
+class IncomingCommand:
+    name: str
+    payload: bytes
+    response_topic: str | None
+    correlation: bytes | None
+
+
+def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [lo, min(hi, lo * 2**attempt)]."""
+    cap = min(hi, lo * (2 ** min(attempt, 30)))
+    return rng.uniform(lo, max(lo, cap))
+
+
+class _Session:
+    """One connection's paho client and the queues its callbacks fill."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.connack = threading.Event()
+        self.connect_rc: Any = None
+        self.lost = threading.Event()
+        self.disconnect_reason = ""
+        self.pubacks: collections.deque[tuple[int, Any]] = collections.deque()
+
+
+class Forwarder:
+    """Drains the event store to the broker; see the module docstring."""
+
+    def __init__(self, cfg: MqttConfig, prefix: str, store: EventStore, telemetry: TelemetryLane,
+                 evidence: EvidenceSpool, *, site: str, gateway: str,
+                 health: Callable[[], dict[str, Any]] | None = None,
+                 on_command: Callable[[IncomingCommand], None] | None = None,
+                 clock: Clock | None = None, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.prefix = prefix
+        self.store = store
+        self.telemetry = telemetry
+        self.evidence = evidence
+        self.site = site
+        self.gateway = gateway
+        self.health_source = health
+        self.on_command = on_command
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.stats = ForwarderStats()
+        self.last_progress = self.clock.monotonic()
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session: _Session | None = None
+        self._next_health = 0.0
+        self._logged_error = ""
+        store.add_listener(self._wake)
+
+    # -- life cycle ------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish `offline`, disconnect cleanly, and stop the thread."""
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> bool:
+        """Send a command reply on the current connection (QoS 1); False if not connected."""
+        sess = self._session
+        if sess is None or sess.lost.is_set():
+            return False
+        props = None
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)
+            if correlation is not None:
+                props.CorrelationData = correlation
+        info = sess.client.publish(topic, payload, qos=1, properties=props)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- connecting ------------------------------------------------------
+    def _topic(self, suffix: str) -> str:
+        return f"{self.prefix}/{suffix}"
+
+    def _status_payload(self, state: str) -> bytes:
+        return json.dumps({"state": state, "ts": iso_utc(self.clock.now()), "version": __version__,
+                           "site": self.site, "gateway": self.gateway}).encode()
+
+    def _new_client(self) -> tuple[mqtt.Client, _Session]:
+        cfg = self.cfg
+        proto = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        kwargs: dict[str, Any] = {"callback_api_version": CallbackAPIVersion.VERSION2,
+                                  "client_id": cfg.client_id, "protocol": proto,
+                                  "reconnect_on_failure": False}
+        if proto == MQTTProtocolVersion.MQTTv311:
+            kwargs["clean_session"] = True
+        client = mqtt.Client(**kwargs)
+        sess = _Session(client)
+        client.connect_timeout = cfg.connect_timeout
+        client.max_inflight_messages_set(cfg.inflight + 20)
+        client.max_queued_messages_set(0)
+        client.will_set(self._topic("status"), self._status_payload("offline"), qos=1, retain=True)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password.reveal() if cfg.password else None)
+        if cfg.tls is not None:
+            t = cfg.tls
+            client.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
+                           certfile=str(t.cert_file) if t.cert_file else None,
+                           keyfile=str(t.key_file) if t.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED,
+                           keyfile_password=t.key_passphrase.reveal() if t.key_passphrase else None)
+            client.tls_insecure_set(not t.verify_hostname)
+
+        def on_connect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+            sess.connect_rc = rc
+            sess.connack.set()
+            self.wake()
+
+        def on_disconnect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+            sess.disconnect_reason = str(rc)
+            sess.lost.set()
+            sess.connack.set()
+            self.wake()
+
+        def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _props: Any = None) -> None:
+            sess.pubacks.append((mid, rc))
+            self.wake()
+
+        def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            if self.on_command is None:
+                return
+            name = msg.topic.rsplit("/", 1)[-1]
+            props = getattr(msg, "properties", None)
+            self.on_command(IncomingCommand(
+                name=name, payload=bytes(msg.payload),
+                response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                correlation=getattr(props, "CorrelationData", None) if props else None))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_message = on_message
+        return client, sess
+
+    def _connect(self) -> _Session:
+        client, sess = self._new_client()
+        try:
+            client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConnectionError(f"cannot reach broker {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        client.loop_start()
+        if not sess.connack.wait(self.cfg.connect_timeout + 2) or sess.lost.is_set() \
+                or sess.connect_rc is None or getattr(sess.connect_rc, "is_failure", False) \
+                or sess.connect_rc != 0:
+            reason = sess.connect_rc if sess.connect_rc is not None else "no CONNACK in time"
+            self._close(sess)
+            raise ConnectionError(f"broker {self.cfg.host}:{self.cfg.port} refused or did not answer: {reason}")
+        return sess
+
+    def _close(self, sess: _Session, graceful: bool = False) -> None:
+        try:
+            if graceful and not sess.lost.is_set():
+                info = sess.client.publish(self._topic("status"), self._status_payload("offline"),
+                                           qos=1, retain=True)
+                info.wait_for_publish(2.0)
+                sess.client.disconnect()
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.debug("while closing the MQTT connection: %s", exc)
+        sess.client.loop_stop()
+        try:
+            sess.client.socket() and sess.client.disconnect()
+        except Exception:
+            pass
+
+    # -- the loop --------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self.last_progress = self.clock.monotonic()
+            try:
+                sess = self._connect()
+            except ConnectionError as exc:
+                self._note_error(str(exc))
+                delay = backoff_delay(attempt, self.cfg.reconnect_min, self.cfg.reconnect_max, self.rng)
+                attempt += 1
+                self._sleep(delay)
+                continue
+            attempt = 0
+            self.stats.connects += 1
+            self.stats.connected = True
+            self.stats.connected_since = self.clock.monotonic()
+            log.info("connected to MQTT broker %s:%d (MQTT %s)", self.cfg.host, self.cfg.port, self.cfg.protocol)
+            self._logged_error = ""
+            self._session = sess
+            try:
+                self._serve(sess)
+            finally:
+                self._session = None
+                self.stats.connected = False
+                graceful = self._stop.is_set()
+                if not graceful:
+                    self.stats.disconnects += 1
+                    self._note_error(f"connection to broker lost ({sess.disconnect_reason or 'publish failed'})")
+                self._close(sess, graceful=graceful)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.last_progress = self.clock.monotonic()
+            self._stop.wait(min(left, 1.0))
+
+    def _note_error(self, message: str) -> None:
+        self.stats.last_error = message
+        if message != self._logged_error:
+            log.warning("%s", message)
+            self._logged_error = message
+
+    def _serve(self, sess: _Session) -> None:
+        client = sess.client
+        client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
+        if self.on_command is not None:
+            client.subscribe(self._topic("cmd/+"), qos=1)
+        inflight: dict[int, int] = {}            # mid -> seq, in publish (= seq) order
+        evidence_mid: int | None = None
+        evidence_item: EvidenceItem | None = None
+        last_sent = 0
+        self._next_health = 0.0
+        try:
+            while not self._stop.is_set() and not sess.lost.is_set():
+                self.last_progress = self.clock.monotonic()
+                # 1. acknowledgements
+                acked: list[int] = []
+                while sess.pubacks:
+                    mid, rc = sess.pubacks.popleft()
+                    seq = inflight.pop(mid, None)
+                    if seq is not None:
+                        if getattr(rc, "is_failure", False):
+                            self.stats.rejected += 1
+                            self._note_error(f"broker refused event seq {seq}: {rc} (check its ACL)")
+                        acked.append(seq)
+                    elif mid == evidence_mid and evidence_item is not None:
+                        if getattr(rc, "is_failure", False):
+                            self._note_error(f"broker refused evidence {evidence_item.name}: {rc}")
+                        self.evidence.done(evidence_item)
+                        self.stats.evidence_sent += 1
+                        evidence_mid, evidence_item = None, None
+                if acked:
+                    self.store.ack(acked)
+                    self.stats.acked += len(acked)
+                    self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
+                # 2. events, in seq order, within the window
+                room = self.cfg.inflight - len(inflight)
+                backlog = False
+                if room > 0:
+                    batch = self.store.read_after(last_sent, room)
+                    backlog = len(batch) == room
+                    for ev in batch:
+                        info = client.publish(self._topic(ev.topic_suffix), ev.payload, qos=1)
+                        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                            sess.disconnect_reason = f"publish failed: {mqtt.error_string(info.rc)}"
+                            return
+                        inflight[info.mid] = ev.seq
+                        last_sent = ev.seq
+                    self.stats.published += len(batch)
+                else:
+                    backlog = True
+                # 3. telemetry: latest wins, never waits for events
+                for reading in self.telemetry.drain():
+                    client.publish(self._topic(reading.topic_suffix),
+                                   reading.payload(self.site, self.gateway), qos=self.cfg.telemetry_qos)
+                    self.stats.telemetry_sent += 1
+                # 4. evidence, only when no event waits
+                if evidence_mid is None and not inflight and not backlog:
+                    evidence_item = self.evidence.next()
+                    if evidence_item is not None:
+                        evidence_mid = self._publish_evidence(client, evidence_item)
+                        if evidence_mid is None:
+                            evidence_item = None
+                # 5. health
+                now = self.clock.monotonic()
+                if self.health_source is not None and now >= self._next_health:
+                    self._next_health = now + self.cfg.health_interval
+                    client.publish(self._topic("health"), json.dumps(self.health_source()).encode(),
+                                   qos=1, retain=True)
+                with self._wake:
+                    if not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set() \
+                            and (room <= 0 or not self.store.read_after(last_sent, 1)):
+                        self._wake.wait(TURN_SECONDS)
+        finally:
+            # resume at the oldest event not acknowledged
+            while sess.pubacks:
+                mid, _rc = sess.pubacks.popleft()
+                seq = inflight.pop(mid, None)
+                if seq is not None:
+                    self.store.ack([seq])
+                    self.stats.acked += 1
+
+    def _publish_evidence(self, client: mqtt.Client, item: EvidenceItem) -> int | None:
+        try:
+            data = item.path.read_bytes()
+        except OSError as exc:
+            log.error("evidence %s unreadable (%s); dropping it", item.path, exc)
+            self.evidence.done(item)
+            return None
+        props = None
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = item.content_type
+            props.UserProperty = [("name", item.name), ("event_id", item.event_id)]
+        info = client.publish(self._topic(item.topic_suffix), data, qos=1, properties=props)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
