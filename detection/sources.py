@@ -1,0 +1,572 @@
+"""Frame sources: one narrow interface in front of every way of getting camera frames.
+
+    source = open_source(config, resources)   # or NpzSource(path), SyntheticSource(spec), ...
+    source.open()
+    frame = source.read()     # Frame(t, gray, color) | None (nothing yet); EndOfSource at the end
+    source.close()
+
+`t` is seconds since the source's first frame (media time for files, the
+capture clock for live cameras). `gray` is the uint8 H x W plane the detector
+analyses; `color` (H' x W' x 3 RGB, optional) is the picture kept as evidence.
+A source hands out a fresh array per frame: consumers may keep it.
+
+Implementations:
+- `NpzSource`: an `.npz` clip with `frames` (N x H x W uint8) and `fps`, paced
+  in real time or read as fast as possible.
+- `SyntheticSource`: frames of `sim.scene` (a static scene spec) or of a live
+  feed (a simulated camera that takes scenario actions).
+- `VideoSource`: a file, a V4L2 device or an RTSP URL through PyAV (the
+  `video` extra; `av` is imported only when such a source opens).
+- `PiCameraSource`: picamera2 on a Raspberry Pi (imported only when
+  configured): the low-res stream's Y plane for analysis, the main stream
+  H.264-encoded into a `CircularOutput2` that records the evidence clip itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import numpy as np
+
+from gateway.configfile import Secret, Section
+
+SOURCE_TYPES = ("npz", "synthetic", "video", "v4l2", "rtsp", "picamera2")
+
+
+class SourceError(Exception):
+    """The source failed (cannot open, stream broke, read timed out); it may work when reopened."""
+
+
+class EndOfSource(Exception):
+    """A finite source (a file, a clip) has no more frames."""
+
+
+@dataclass
+class Frame:
+    t: float                          # seconds since the source's first frame
+    gray: np.ndarray                  # uint8 H x W, analysed
+    color: np.ndarray | None = None   # uint8 H x W x 3 RGB, kept as evidence when present
+
+
+class NativeClipRecorder(Protocol):
+    """A source that records evidence clips itself (e.g. a hardware H.264 circular buffer)."""
+
+    def start_clip(self, path: Path) -> None: ...
+    def stop_clip(self) -> None: ...
+
+
+class FrameSource(abc.ABC):
+    """A camera, a file or a scene that yields frames."""
+
+    fps: float = 25.0
+    description: str = ""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open the device or file; raises SourceError if it cannot."""
+
+    @abc.abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame; None if a live source has nothing yet (call again).
+
+        Raises EndOfSource when a finite source is exhausted, SourceError on failure.
+        """
+
+    def close(self) -> None:
+        """Release the device; safe to call twice."""
+
+    @property
+    def native_clips(self) -> NativeClipRecorder | None:
+        """The source's own clip recorder, if it records evidence itself."""
+        return None
+
+    def __enter__(self) -> "FrameSource":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            try:
+                frame = self.read()
+            except EndOfSource:
+                return
+            if frame is not None:
+                yield frame
+
+
+class _Pacer:
+    """Holds frame i back until i / fps seconds after the first frame (real-time playback)."""
+
+    def __init__(self, fps: float, realtime: bool) -> None:
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self.realtime = realtime
+        self._t0: float | None = None
+
+    def wait(self, t: float) -> None:
+        if not self.realtime:
+            return
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now - t
+            return
+        delay = self._t0 + t - now
+        if delay > 0:
+            time.sleep(delay)   # pacing a playback, not synchronisation
+        elif delay < -1.0:      # fell far behind (a stall): resynchronise instead of racing
+            self._t0 = now - t
+
+
+def as_gray(frame: np.ndarray) -> np.ndarray:
+    """A uint8 H x W plane from a gray or RGB frame (ITU-R BT.601 luma)."""
+    if frame.ndim == 2:
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+    rgb = frame[..., :3].astype(np.uint16)
+    y = (77 * rgb[..., 0] + 150 * rgb[..., 1] + 29 * rgb[..., 2] + 128) >> 8
+    return y.astype(np.uint8)
+
+
+class NpzSource(FrameSource):
+    """An `.npz` clip: `frames` (N x H x W uint8, or N x H x W x 3 RGB) and `fps`."""
+
+    def __init__(self, path: Path | str, *, realtime: bool = False, loop: bool = False,
+                 fps: float | None = None) -> None:
+        self.path = Path(path)
+        self.realtime = realtime
+        self.loop = loop
+        self._fps_override = fps
+        self.description = f"npz {self.path.name}"
+        self._frames: np.ndarray | None = None
+        self._i = 0
+        self._lap = 0
+        self._pacer: _Pacer | None = None
+
+    def open(self) -> None:
+        self._frames, self.fps = load_npz_clip(self.path)
+        if self._fps_override:
+            self.fps = self._fps_override
+        self._i = 0
+        self._lap = 0
+        self._pacer = _Pacer(self.fps, self.realtime)
+
+    def read(self) -> Frame | None:
+        if self._frames is None or self._pacer is None:
+            raise SourceError("source is not open")
+        n = len(self._frames)
+        if self._i >= n:
+            if not self.loop or n == 0:
+                raise EndOfSource(str(self.path))
+            self._i = 0
+            self._lap += 1
+        t = (self._lap * n + self._i) / self.fps
+        raw = self._frames[self._i]
+        self._i += 1
+        self._pacer.wait(t)
+        if raw.ndim == 3:
+            return Frame(t, as_gray(raw), np.array(raw[..., :3], dtype=np.uint8))
+        return Frame(t, np.array(raw, dtype=np.uint8))
+
+    def close(self) -> None:
+        self._frames = None
+
+
+def load_npz_clip(path: Path | str) -> tuple[np.ndarray, float]:
+    """Read a contract clip; raises SourceError naming what is wrong."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if "frames" not in data.files:
+                raise SourceError(f"{p}: no 'frames' array (has: {', '.join(data.files) or 'nothing'})")
+            frames = data["frames"]
+            fps = float(data["fps"]) if "fps" in data.files else 0.0
+    except SourceError:
+        raise
+    except (OSError, ValueError) as exc:   # missing, not a zip, pickled objects
+        raise SourceError(f"{p}: cannot read clip: {exc}") from exc
+    if frames.ndim not in (3, 4) or frames.dtype != np.uint8:
+        raise SourceError(f"{p}: 'frames' must be N x H x W uint8, got {frames.shape} {frames.dtype}")
+    if not fps > 0:
+        raise SourceError(f"{p}: 'fps' must be a positive number")
+    return frames, fps
+
+
+class LiveFeed(Protocol):
+    """A producer of synthetic frames that changes while it runs (a simulated camera)."""
+
+    fps: float
+
+    def frames(self) -> Iterator[tuple[float, np.ndarray]]: ...
+
+
+class SyntheticSource(FrameSource):
+    """Frames of a synthetic facade scene: a `sim.scene.SceneSpec`, or a live feed."""
+
+    def __init__(self, spec: Any = None, *, feed: LiveFeed | None = None, realtime: bool = False,
+                 loop: bool = False) -> None:
+        if (spec is None) == (feed is None):
+            raise ValueError("give a scene spec or a live feed")
+        self.spec = spec
+        self.feed = feed
+        self.realtime = realtime
+        self.loop = loop
+        self.fps = float(feed.fps if feed is not None else spec.fps)
+        self.description = "synthetic scene"
+        self._it: Iterator[tuple[float, np.ndarray]] | None = None
+        self._pacer: _Pacer | None = None
+        self._offset = 0.0
+        self._last_t = 0.0
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        if self.feed is not None:
+            return self.feed.frames()
+        from sim.scene import iter_frames   # the scene generator is only needed here
+        return iter_frames(self.spec)
+
+    def open(self) -> None:
+        self._it = self._frames()
+        self._pacer = _Pacer(self.fps, self.realtime)
+        self._offset = 0.0
+        self._last_t = 0.0
+
+    def read(self) -> Frame | None:
+        if self._it is None or self._pacer is None:
+            raise SourceError("source is not open")
+        try:
+            t, frame = next(self._it)
+        except StopIteration:
+            if not self.loop:
+                raise EndOfSource("synthetic scene ended") from None
+            self._offset = self._last_t + 1.0 / self.fps
+            self._it = self._frames()
+            try:
+                t, frame = next(self._it)
+            except StopIteration:
+                raise EndOfSource("synthetic scene is empty") from None
+        t = float(t) + self._offset
+        self._last_t = t
+        self._pacer.wait(t)
+        return Frame(t, np.array(frame, dtype=np.uint8, copy=True))
+
+    def close(self) -> None:
+        self._it = None
+
+
+@dataclass
+class VideoOptions:
+    """How PyAV opens a file, a V4L2 device or an RTSP stream."""
+
+    url: str
+    format: str | None = None                      # "v4l2" for a device; None: guessed
+    options: dict[str, str] = field(default_factory=dict)
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+    realtime: bool = False                         # pace a file like a camera
+    loop: bool = False
+    analysis_width: int = 0                        # 0: native
+    color: bool = True                             # keep an RGB frame for evidence
+    evidence_width: int = 960                      # the RGB frame's width at most
+    live: bool = False                             # a device or a stream (no end)
+
+
+class VideoSource(FrameSource):
+    """A video file, V4L2 device or RTSP stream, decoded with PyAV (the `video` extra)."""
+
+    def __init__(self, opts: VideoOptions, *, secret_url: Callable[[], str] | None = None) -> None:
+        self.opts = opts
+        self._secret_url = secret_url
+        self.description = f"video {opts.url}"
+        self._container: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._pacer: _Pacer | None = None
+        self._t0: float | None = None
+        self._n = 0
+
+    def open(self) -> None:
+        try:
+            import av   # the `video` extra
+        except ImportError as exc:
+            raise SourceError("PyAV is not installed: pip install 'anfang-gateway[video]'") from exc
+        url = self._secret_url() if self._secret_url else self.opts.url
+        try:
+            self._container = av.open(url, format=self.opts.format, options=dict(self.opts.options),
+                                      timeout=(self.opts.open_timeout, self.opts.read_timeout))
+            stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as exc:
+            self.close()
+            raise SourceError(f"cannot open {self.opts.url}: {_redact(str(exc), url, self.opts.url)}") from exc
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or 25
+        self.fps = float(rate)
+        self._frames = self._container.decode(stream)
+        self._pacer = _Pacer(self.fps, self.opts.realtime and not self.opts.live)
+        self._t0 = None
+        self._n = 0
+
+    def read(self) -> Frame | None:
+        if self._frames is None or self._pacer is None:
+            raise SourceError("source is not open")
+        import av
+        try:
+            vf = next(self._frames)
+        except StopIteration:
+            if self.opts.live:
+                raise SourceError(f"{self.opts.url}: stream ended") from None
+            if self.opts.loop:
+                self.close()
+                self.open()
+                return None
+            raise EndOfSource(self.opts.url) from None
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.opts.url}: {exc}") from exc
+        if vf.pts is not None and vf.time_base is not None:
+            t_media = float(vf.pts * vf.time_base)
+        else:
+            t_media = self._n / self.fps
+        if self._t0 is None:
+            self._t0 = t_media
+        t = t_media - self._t0
+        self._n += 1
+        self._pacer.wait(t)
+        gray_w = self.opts.analysis_width if 0 < self.opts.analysis_width < vf.width else vf.width
+        gray = vf.reformat(width=gray_w, height=_scaled_height(vf, gray_w), format="gray").to_ndarray()
+        color = None
+        if self.opts.color:
+            cw = self.opts.evidence_width if 0 < self.opts.evidence_width < vf.width else vf.width
+            color = vf.reformat(width=cw, height=_scaled_height(vf, cw), format="rgb24").to_ndarray()
+        return Frame(t, np.ascontiguousarray(gray), color)
+
+    def close(self) -> None:
+        self._frames = None
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # closing a broken stream must not mask the original fault
+                pass
+            self._container = None
+
+
+def _scaled_height(vf: Any, width: int) -> int:
+    if width == vf.width:
+        return int(vf.height)
+    return max(2, int(round(vf.height * width / vf.width / 2)) * 2)
+
+
+def _redact(text: str, url: str, shown: str) -> str:
+    return text.replace(url, shown) if url != shown else text
+
+
+class PiCameraSource(FrameSource):
+    """picamera2 on a Raspberry Pi: lores Y plane analysed, main stream H.264 into a circular buffer.
+
+    Only this class imports picamera2, and only in `open()`. It cannot run off a
+    Pi; it is kept small so what it does can be read at a glance.
+    """
+
+    def __init__(self, *, camera: int = 0, main_size: tuple[int, int] = (1280, 720),
+                 lores_size: tuple[int, int] = (640, 360), fps: float = 25.0,
+                 bitrate: int = 4_000_000, buffer_seconds: float = 3.0) -> None:
+        self.camera = camera
+        self.main_size = main_size
+        self.lores_size = lores_size
+        self.fps = fps
+        self.bitrate = bitrate
+        self.buffer_seconds = buffer_seconds
+        self.description = f"picamera2 camera {camera}"
+        self._picam2: Any = None
+        self._circular: Any = None
+        self._encoder: Any = None
+        self._t0: float | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2
+            from picamera2.encoders import H264Encoder
+            from picamera2.outputs import CircularOutput2
+        except ImportError as exc:
+            raise SourceError("picamera2 is not installed (apt install python3-picamera2)") from exc
+        try:
+            picam2 = Picamera2(self.camera)
+            config = picam2.create_video_configuration(
+                main={"size": self.main_size, "format": "YUV420"},
+                lores={"size": self.lores_size, "format": "YUV420"},
+                controls={"FrameRate": self.fps})
+            picam2.configure(config)
+            self._encoder = H264Encoder(bitrate=self.bitrate, repeat=True)
+            self._circular = CircularOutput2(buffer_duration_ms=int(self.buffer_seconds * 1000))
+            picam2.start_recording(self._encoder, self._circular)
+        except Exception as exc:   # libcamera raises many kinds; all mean "no camera"
+            raise SourceError(f"cannot start camera {self.camera}: {exc}") from exc
+        self._picam2 = picam2
+        self._t0 = None
+
+    def read(self) -> Frame | None:
+        if self._picam2 is None:
+            raise SourceError("source is not open")
+        try:
+            yuv = self._picam2.capture_array("lores")
+        except Exception as exc:
+            raise SourceError(f"camera {self.camera}: {exc}") from exc
+        w, h = self.lores_size
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        return Frame(now - self._t0, np.array(yuv[:h, :w], dtype=np.uint8))
+
+    @property
+    def native_clips(self) -> NativeClipRecorder | None:
+        return self if self._picam2 is not None else None
+
+    def start_clip(self, path: Path) -> None:
+        from picamera2.outputs import PyavOutput
+        with self._lock:
+            self._circular.open_output(PyavOutput(str(path)))
+
+    def stop_clip(self) -> None:
+        with self._lock:
+            self._circular.close_output()
+
+    def close(self) -> None:
+        if self._picam2 is not None:
+            try:
+                self._picam2.stop_recording()
+                self._picam2.close()
+            except Exception:
+                pass
+            self._picam2 = None
+
+
+# -- configuration -------------------------------------------------------------
+
+@dataclass
+class SourceConfig:
+    """A validated `source = {type = ..., ...}` table."""
+
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    secret: Secret | None = None        # RTSP password
+
+    def describe(self) -> str:
+        p = self.params
+        return {"npz": f"npz {p.get('path')}", "synthetic": "synthetic scene",
+                "video": f"video file {p.get('path')}", "v4l2": f"V4L2 {p.get('device')}",
+                "rtsp": f"RTSP {p.get('url')}", "picamera2": f"picamera2 {p.get('camera')}"}[self.type]
+
+
+def parse_source(sec: Section) -> SourceConfig:
+    """Validate a source table; every problem is recorded against its key."""
+    kind = sec.str("type", choices=SOURCE_TYPES)
+    p: dict[str, Any] = {}
+    secret = None
+    if kind in ("npz", "video"):
+        p["path"] = sec.path("path", must_exist=True)
+        p["realtime"] = sec.bool("realtime", True)
+        p["loop"] = sec.bool("loop", False)
+    if kind == "synthetic":
+        p["feed"] = sec.str("feed", "") or None
+        p["width"] = sec.int("width", 480, min=64, max=4096)
+        p["height"] = sec.int("height", 270, min=64, max=4096)
+        p["fps"] = sec.float("fps", 12.5, min=1, max=120)
+        p["seconds"] = sec.float("seconds", 30.0, min=1)
+        p["seed"] = sec.int("seed", 1)
+        p["night"] = sec.bool("night", False)
+        p["throws"] = [dict(t) for t in sec.list("throws", [], item_type=dict)]
+        p["realtime"] = sec.bool("realtime", True)
+        p["loop"] = sec.bool("loop", True)
+    if kind == "v4l2":
+        p["device"] = sec.str("device", "/dev/video0")
+        p["width"] = sec.int("width", 0, min=0)
+        p["height"] = sec.int("height", 0, min=0)
+        p["fps"] = sec.float("fps", 0.0, min=0)
+        p["input_format"] = sec.str("input_format", "", nonempty=False)
+    if kind == "rtsp":
+        p["url"] = sec.str("url", pattern=r"rtsps?://[^\s@]+")
+        p["username"] = sec.str("username", "", nonempty=False)
+        secret = sec.secret("password")
+        p["transport"] = sec.str("transport", "tcp", choices=("tcp", "udp"))
+    if kind in ("video", "v4l2", "rtsp"):
+        p["analysis_width"] = sec.int("analysis_width", 0, min=0)
+        p["color"] = sec.bool("color", True)
+        p["evidence_width"] = sec.int("evidence_width", 960, min=0)
+        p["open_timeout"] = sec.float("open_timeout", 10.0, min=0.5)
+        p["read_timeout"] = sec.float("read_timeout", 5.0, min=0.5)
+    if kind == "picamera2":
+        p["camera"] = sec.int("camera", 0, min=0)
+        p["main_size"] = tuple(_size(sec, "main_size", [1280, 720]))
+        p["lores_size"] = tuple(_size(sec, "lores_size", [640, 360]))
+        p["fps"] = sec.float("fps", 25.0, min=1, max=120)
+        p["bitrate"] = sec.int("bitrate", 4_000_000, min=100_000)
+    sec.finish()
+    return SourceConfig(kind, p, secret)
+
+
+def _size(sec: Section, name: str, default: list[int]) -> list[int]:
+    value = sec.list(name, default, item_type=int, min_len=2, max_len=2)
+    if len(value) != 2 or any(not isinstance(v, int) or v < 16 for v in value):
+        sec.error(name, "expected [width, height] in pixels")
+        return default
+    return value
+
+
+def open_source(cfg: SourceConfig, resources: Mapping[str, Any] | None = None,
+                *, pre_seconds: float = 3.0) -> FrameSource:
+    """Build the source a config names (not yet opened). Raises SourceError if it cannot exist here."""
+    p = cfg.params
+    if cfg.type == "npz":
+        return NpzSource(p["path"], realtime=p["realtime"], loop=p["loop"])
+    if cfg.type == "synthetic":
+        if p["feed"]:
+            feeds = (resources or {}).get("camera_feeds", {})
+            if p["feed"] not in feeds:
+                raise SourceError(f"no simulated camera feed named {p['feed']!r}")
+            return SyntheticSource(feed=feeds[p["feed"]], realtime=p["realtime"])
+        return SyntheticSource(scene_spec(p), realtime=p["realtime"], loop=p["loop"])
+    if cfg.type == "video":
+        return VideoSource(VideoOptions(
+            url=str(p["path"]), realtime=p["realtime"], loop=p["loop"], **_video_common(p)))
+    if cfg.type == "v4l2":
+        opts: dict[str, str] = {}
+        if p["width"] and p["height"]:
+            opts["video_size"] = f"{p['width']}x{p['height']}"
+        if p["fps"]:
+            opts["framerate"] = f"{p['fps']:g}"
+        if p["input_format"]:
+            opts["input_format"] = p["input_format"]
+        return VideoSource(VideoOptions(url=p["device"], format="v4l2", options=opts, live=True,
+                                        **_video_common(p)))
+    if cfg.type == "rtsp":
+        url, user, secret = p["url"], p["username"], cfg.secret
+
+        def full_url() -> str:
+            if not user:
+                return url
+            from urllib.parse import quote
+            scheme, rest = url.split("://", 1)
+            cred = quote(user, safe="") + (":" + quote(secret.reveal(), safe="") if secret else "")
+            return f"{scheme}://{cred}@{rest}"
+
+        return VideoSource(VideoOptions(url=url, options={"rtsp_transport": p["transport"]}, live=True,
+                                        **_video_common(p)), secret_url=full_url)
+    if cfg.type == "picamera2":
+        return PiCameraSource(camera=p["camera"], main_size=p["main_size"], lores_size=p["lores_size"],
+                              fps=p["fps"], bitrate=p["bitrate"], buffer_seconds=pre_seconds)
+    raise SourceError(f"unknown source type {cfg.type!r}")
+
+
+def _video_common(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: p[k] for k in ("analysis_width", "color", "evidence_width", "open_timeout", "read_timeout")}
+
+
+def scene_spec(p: Mapping[str, Any]) -> Any:
+    """A `sim.scene.SceneSpec` from a synthetic source's parameters."""
+    from sim.scene import SceneSpec, ThrowSpec
+    throws = [ThrowSpec(**t) for t in p.get("throws", [])]
+    return SceneSpec(width=p["width"], height=p["height"], fps=p["fps"], seconds=p["seconds"],
+                     seed=p["seed"], night=p["night"], throws=throws)
