@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.configfile import ConfigError, Problems, Secret, Section, load_toml
-from gateway.driver import Driver, available_driver_types
+from gateway.driver import Driver, discover_driver_types
 from gateway.events import NAME_PATTERN
 from gateway.store import StoreLimits
 
@@ -59,6 +59,14 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True)
+class DriverSpec:
+    """A configured driver type: its class and its parsed config."""
+
+    cls: type[Driver]
+    config: Any
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     site: str
     gateway: str
@@ -68,7 +76,7 @@ class GatewayConfig:
     store: StoreLimits = field(default_factory=StoreLimits)
     evidence_spool_bytes: int = 1 << 30
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
-    drivers: dict[str, Any] = field(default_factory=dict)    # driver type name -> parsed config
+    drivers: dict[str, DriverSpec] = field(default_factory=dict)   # driver type name -> spec
     source: str = ""
 
     @property
@@ -157,7 +165,10 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
         restart_backoff_max=sv.float("restart_backoff_max", 60.0, min=0.01, max=3600))
     sv.finish()
 
-    types = dict(driver_types) if driver_types is not None else available_driver_types()
+    if driver_types is not None:
+        types, broken = dict(driver_types), {}
+    else:
+        types, broken = discover_driver_types()
     owner: dict[str, str] = {}
     for name, cls in types.items():
         for key in (name, *cls.config_keys):
@@ -167,6 +178,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
     for key, value in raw.items():
         if key in GATEWAY_TABLES:
             continue
+        if key not in owner and key in broken:
+            problems.add(key, f"driver plug-in {key} ({broken[key].target}) cannot be loaded: {broken[key].error}")
+            continue
         if key not in owner:
             known = ", ".join(sorted(set(owner) | set(GATEWAY_TABLES)))
             problems.add(key, f"unknown section (no installed driver owns it; known: {known})")
@@ -174,7 +188,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
         wanted.setdefault(owner[key], {})[key] = value
     for name, parts in wanted.items():
         try:
-            drivers[name] = types[name].parse_config(parts, problems, base_dir)
+            drivers[name] = DriverSpec(types[name], types[name].parse_config(parts, problems, base_dir))
         except Exception as exc:  # a driver's validator must not take check-config down
             problems.add(name, f"driver {name} failed to read its config: {type(exc).__name__}: {exc}")
     problems.raise_if_any(source)
@@ -191,5 +205,5 @@ def load_config(path: Path | str, driver_types: Mapping[str, type[Driver]] | Non
     return parse_config(raw, base_dir=p.resolve().parent, source=str(p), driver_types=driver_types)
 
 
-__all__ = ["ConfigError", "GatewayConfig", "MqttConfig", "TlsConfig", "SupervisorConfig",
+__all__ = ["ConfigError", "DriverSpec", "GatewayConfig", "MqttConfig", "TlsConfig", "SupervisorConfig",
            "load_config", "parse_config"]

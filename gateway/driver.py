@@ -204,20 +204,36 @@ class ThreadedDriver(Driver):
         return self._thread is not None and self._thread.is_alive()
 
 
-def available_driver_types() -> dict[str, type[Driver]]:
-    """Every driver type installed: name (its top-level config key) -> class.
+class BrokenPlugin:
+    """A driver plug-in whose entry point failed to load; reported only if the config needs it."""
 
-    A broken third-party plug-in is logged and skipped, never fatal.
-    """
+    def __init__(self, name: str, target: str, error: str) -> None:
+        self.name = name
+        self.target = target
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"BrokenPlugin({self.name}: {self.error})"
+
+
+def discover_driver_types() -> tuple[dict[str, type[Driver]], dict[str, BrokenPlugin]]:
+    """Every driver type installed (name -> class), and the plug-ins that failed to load."""
     found: dict[str, type[Driver]] = {}
+    broken: dict[str, BrokenPlugin] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
         except Exception as exc:
-            log.error("driver plug-in %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
+            broken[ep.name] = BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
+            log.debug("driver plug-in %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
             continue
         if not (isinstance(obj, type) and issubclass(obj, Driver)):
-            log.error("driver plug-in %s (%s) is not a gateway.driver.Driver subclass", ep.name, ep.value)
+            broken[ep.name] = BrokenPlugin(ep.name, ep.value, "not a gateway.driver.Driver subclass")
             continue
         found[ep.name] = obj
-    return found
+    return found, broken
+
+
+def available_driver_types() -> dict[str, type[Driver]]:
+    """Every driver type that loads: name (its top-level config key) -> class."""
+    return discover_driver_types()[0]

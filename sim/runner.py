@@ -1,0 +1,209 @@
+"""`anfang sim`: the real supervisor, every device simulated, events printed as forwarded.
+
+The runner builds the simulated devices of a scenario, asks each for its part
+of the gateway config, starts a local mosquitto (unless a broker URL is
+given), runs the real `Supervisor` on that config, plays the scenario's
+timeline, and prints every event the broker delivers on the gateway's event
+topics, one JSON object per line, on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.configfile import ConfigError, Problem
+from gateway.supervisor import Supervisor
+from sim.base import SimDevice, SimWorld
+from sim.broker import LocalBroker
+from sim.registry import load_sim_type
+from sim.scenario import Action, Scenario
+
+log = logging.getLogger(__name__)
+
+SITE = "sim"
+GATEWAY = "gw1"
+
+
+def merge_fragment(config: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Arrays of tables are appended to; tables are merged; anything else replaced."""
+    for key, value in fragment.items():
+        if isinstance(value, list) and isinstance(config.get(key), list):
+            config[key].extend(value)
+        elif isinstance(value, dict) and isinstance(config.get(key), dict):
+            merge_fragment(config[key], value)
+        else:
+            config[key] = value
+
+
+class EventPrinter:
+    """Subscribes to the gateway's topics and prints each event as a JSON line."""
+
+    def __init__(self, host: str, port: int, prefix: str, out: TextIO,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.out = out
+        self.on_event = on_event
+        self.count = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anfang-sim-printer-{random.randrange(1 << 30)}")
+        self.client.on_connect = lambda c, *_a: c.subscribe(f"{prefix}/event/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 2)
+        self.host, self.port = host, port
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            event = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self._lock:
+            self.count += 1
+            self.out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.out.flush()
+        if self.on_event:
+            self.on_event(event)
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=15)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        try:
+            self.client.disconnect()
+        except Exception:
+            pass
+
+
+class SimRun:
+    """One `anfang sim` run; `run()` returns the exit code."""
+
+    def __init__(self, scenario: Scenario, *, broker_url: str | None = None, state_dir: Path | None = None,
+                 duration: float | None = None, out: TextIO = sys.stdout,
+                 config_overrides: dict[str, Any] | None = None, print_events: bool = True) -> None:
+        self.scenario = scenario
+        self.broker_url = broker_url
+        self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="anfang-sim-")
+        self.state_dir = Path(state_dir or self._tmp.name)  # type: ignore[union-attr]
+        self.duration = duration if duration is not None else (scenario.duration or 60.0)
+        self.out = out
+        self.overrides = config_overrides or {}
+        self.print_events = print_events
+        self.broker: LocalBroker | None = None
+        self.supervisor: Supervisor | None = None
+        self.devices: dict[str, SimDevice] = {}
+        self.stop_event = threading.Event()
+        self.world = SimWorld(state_dir=self.state_dir / "sim", rng=random.Random(scenario.seed))
+        self.started = 0.0
+
+    def build_config(self, host: str, port: int) -> GatewayConfig:
+        raw: dict[str, Any] = {
+            "gateway": {"site": SITE, "id": GATEWAY, "state_dir": str(self.state_dir / "gateway"),
+                        "timezone": "Asia/Shanghai"},
+            "mqtt": {"host": host, "port": port, "health_interval": 5.0, "reconnect_max": 2.0},
+            "supervisor": {"restart_backoff_min": 0.5, "restart_backoff_max": 5.0},
+        }
+        for dev in self.devices.values():
+            merge_fragment(raw, dev.config())
+        merge_fragment(raw, self.overrides)
+        return parse_config(raw, base_dir=self.world.state_dir, source="simulated gateway config")
+
+    def run(self) -> int:
+        self.world.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for spec in self.scenario.devices:
+                self.devices[spec.name] = load_sim_type(spec.kind)(spec.name, spec.params, self.world)
+            if self.broker_url:
+                u = urlparse(self.broker_url)
+                if not u.hostname:
+                    raise ConfigError([Problem("--broker", f"not a broker URL: {self.broker_url!r}")])
+                host, port = u.hostname, u.port or 1883
+            else:
+                self.broker = LocalBroker(workdir=self.state_dir / "broker")
+                self.broker.workdir.mkdir(parents=True, exist_ok=True)
+                self.broker.start()
+                host, port = self.broker.host, self.broker.port
+                log.info("local broker on %s", self.broker.url)
+            config = self.build_config(host, port)
+            printer = EventPrinter(host, port, config.topic_prefix, self.out) if self.print_events else None
+            if printer:
+                printer.start()
+            for dev in self.devices.values():
+                dev.start()
+            self.supervisor = Supervisor(config, resources=self.world.resources)
+            timeline = threading.Thread(target=self._play, name="sim-timeline", daemon=True)
+            self.started = time.monotonic()
+            sup_thread = threading.Thread(target=self.supervisor.run, args=(self.stop_event,),
+                                          name="supervisor", daemon=True)
+            sup_thread.start()
+            timeline.start()
+            self.stop_event.wait(self.duration)
+            self.stop_event.set()
+            sup_thread.join(30)
+            if printer:
+                # let the last forwarded events reach the printer: wait until it goes quiet
+                deadline, seen = time.monotonic() + 3.0, -1
+                while time.monotonic() < deadline and printer.count != seen:
+                    seen = printer.count
+                    time.sleep(0.3)
+                printer.stop()
+            return 0
+        finally:
+            self.stop_event.set()
+            self.world.stopping.set()
+            for dev in self.devices.values():
+                try:
+                    dev.stop()
+                except Exception:
+                    log.exception("simulated device %s failed to stop", dev.name)
+            if self.broker:
+                self.broker.close()
+            if self._tmp:
+                self._tmp.cleanup()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def _play(self) -> None:
+        for action in self.scenario.actions:
+            wait = self.started + action.at - time.monotonic()
+            if wait > 0 and self.stop_event.wait(wait):
+                return
+            try:
+                self.perform(action)
+            except Exception as exc:
+                log.error("scenario action %s at %.1f s failed: %s", action.do, action.at, exc)
+
+    def perform(self, action: Action) -> None:
+        log.info("t=%.1f s: %s %s %s", action.at, action.device or "gateway", action.do, action.params or "")
+        if action.device is None:
+            if self.broker is None:
+                log.warning("action %s needs the simulator's own broker; skipped", action.do)
+                return
+            if action.do == "broker_down":
+                self.broker.stop()
+                until = action.params.get("until")
+                if until is not None:
+                    t = threading.Timer(max(0.0, float(until) - action.at), self._broker_up)
+                    t.daemon = True
+                    t.start()
+            elif action.do == "broker_up":
+                self._broker_up()
+            return
+        self.devices[action.device].act(action.do, action.params)
+
+    def _broker_up(self) -> None:
+        if self.broker is not None and not self.stop_event.is_set():
+            self.broker.start()
