@@ -72,6 +72,7 @@ class PanelMonitor:
         self.values: dict[str, Any] = {}            # last good values
         self.failed_polls = 0
         self.comm_lost_since: float | None = None
+        self._first_fail: float | None = None
         self.last_failure = ""
         self.polls_ok = 0
         self.polls_failed = 0
@@ -86,6 +87,8 @@ class PanelMonitor:
         self.polls_failed += 1
         self.failed_polls += 1
         self.last_failure = reason
+        if self._first_fail is None:
+            self._first_fail = mono
         if self.comm_lost_since is None and self.failed_polls >= self.settings.comm_loss_after:
             self.comm_lost_since = mono
             return [EventOut("comm_loss", "warning", {
@@ -98,10 +101,11 @@ class PanelMonitor:
         out: list[EventOut] = []
         if self.comm_lost_since is not None:
             out.append(EventOut("comm_loss_restore", "info", {
-                "outage_s": round(mono - self.comm_lost_since, 1),
+                "outage_s": round(mono - (self._first_fail or self.comm_lost_since), 1),
                 "failed_polls": self.failed_polls}, ts))
             self.comm_lost_since = None
         self.failed_polls = 0
+        self._first_fail = None
         out += self._faults(faults, ts)
         prev = self.values
         self.values = {**self.values, **values}
