@@ -364,19 +364,32 @@ class EventStore:
                 self._set_meta_last_seq(seq)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         self.last_seq = seq
         self.count, self.bytes = count, nbytes
         self.commits += 1
         for req, events in zip(batch, per_request):
             req.events = events
+        if acks:
+            self._forget_recent(acks)
         if fresh:
             with self._recent_lock:
                 if self._recent and self._recent[-1].seq != fresh[0].seq - 1:
                     self._recent.clear()
                 self._recent.extend(fresh)
         return bool(rows)
+
+    def _forget_recent(self, acks: list[int]) -> None:
+        """Acknowledged events leave the read cache too (acks come in seq order, nearly always)."""
+        acked = set(acks)
+        with self._recent_lock:
+            recent = self._recent
+            while recent and recent[0].seq in acked:
+                recent.popleft()
+            if recent and max(acked) >= recent[0].seq:
+                recent.clear()
 
     def _delete(self, seqs: list[int]) -> tuple[int, int]:
         db = self._db
@@ -455,7 +468,8 @@ class EventStore:
             n, b = self._delete(victims)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         self.count -= n
         self.bytes -= b

@@ -15,20 +15,7 @@ from gateway.events import Event
 from gateway.lanes import EvidenceSpool, TelemetryLane, TelemetryReading
 from gateway.store import EventStore
 from sim.broker import LocalBroker
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
-               message: str | Callable[[], str] = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
-        time.sleep(interval)
+from tests.helpers import wait_until
 
 
 @pytest.fixture

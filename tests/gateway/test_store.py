@@ -1,0 +1,148 @@
+"""The durable event store: dense seq under concurrency, persistence, eviction, corruption."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SystemClock
+from gateway.events import EventDraft
+from gateway.store import EventStore, StoreLimits
+
+CLOCK = SystemClock()
+
+
+def draft(i: int = 0, severity: str = "info", type_: str = "tick") -> EventDraft:
+    return EventDraft(cls="ir_beam", device="north-wall-1", type=type_, severity=severity, ts=CLOCK.now(),
+                      data={"i": i})
+
+
+def open_store(path: Path, **limits: int) -> EventStore:
+    return EventStore(path / "events.db", site="s1", gateway="gw1", limits=StoreLimits(**limits))
+
+
+def test_concurrent_appends_get_dense_unique_seq_in_commit_order(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    results: dict[int, list[int]] = {}
+
+    def emitter(k: int) -> None:
+        results[k] = [store.append(draft(i)).seq for i in range(300)]
+
+    threads = [threading.Thread(target=emitter, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_seqs = sorted(s for seqs in results.values() for s in seqs)
+    assert all_seqs == list(range(1, 2401))
+    for seqs in results.values():          # each emitter sees its own events in order
+        assert seqs == sorted(seqs)
+    assert store.commits < 2400             # group commit shared transactions
+    stored = store.all_events()
+    assert [e.seq for e in stored] == list(range(1, 2401))
+    store.close()
+
+
+def test_events_survive_reopen_and_seq_continues(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    first = [store.append(draft(i)) for i in range(5)]
+    store.ack([1, 2])
+    store.close()
+    store = open_store(tmp_path)
+    assert [e.seq for e in store.all_events()] == [3, 4, 5]
+    assert store.all_events()[0].id == first[2].id
+    assert store.append(draft(99)).seq == 6
+    store.close()
+
+
+def test_acked_events_leave_the_disk(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for i in range(10):
+        store.append(draft(i))
+    store.ack(range(1, 8))
+    store.append(draft(10))          # a commit flushes pending acks
+    assert [e.seq for e in store.all_events()] == [8, 9, 10, 11]
+    assert store.depth().count == 4
+    store.close()
+
+
+def test_cap_evicts_lowest_severity_oldest_first_and_reports_the_gap(tmp_path: Path) -> None:
+    store = open_store(tmp_path, max_events=100)
+    critical = [store.append(draft(i, "critical", "alarm")).seq for i in range(30)]
+    warnings = [store.append(draft(i, "warning")).seq for i in range(30)]
+    infos = [store.append(draft(i, "info")).seq for i in range(100)]
+    events = store.all_events()
+    kept = {e.seq for e in events}
+    assert len(events) <= 100
+    reports = [e for e in events if e.type == "events_dropped"]
+    assert reports, "a dropped event must be reported"
+    dropped = {s for r in reports for lo, hi in r.data["ranges"] for s in range(lo, hi + 1)}
+    # every seq ever given is either still stored or named in a report: no silent gap
+    assert kept | dropped == set(range(1, store.last_seq + 1))
+    assert set(critical) <= kept and set(warnings) <= kept, "higher severities must stay while info remains"
+    dropped_infos = sorted(set(infos) & dropped)
+    kept_infos = sorted(set(infos) & kept)
+    assert dropped_infos and max(dropped_infos) < min(kept_infos), "the oldest go first"
+    assert reports[-1].severity == "warning" and reports[-1].data["reason"] == "buffer_full"
+    store.close()
+
+
+def test_byte_cap_is_enforced(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db", site="s1", gateway="gw1",
+                       limits=StoreLimits(max_events=10**6, max_bytes=20_000))
+    for i in range(300):
+        store.append(draft(i))
+    assert store.depth().bytes <= 20_000
+    assert any(e.type == "events_dropped" for e in store.all_events())
+    store.close()
+
+
+def test_corrupt_database_is_moved_aside_reported_and_seq_never_reused(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for i in range(20):
+        store.append(draft(i))
+    store.close()
+    db = tmp_path / "events.db"
+    db.write_bytes(b"this is not a database" * 100)
+    store = open_store(tmp_path)
+    events = store.all_events()
+    assert [e.type for e in events] == ["store_recovered"]
+    assert events[0].seq > 20
+    assert events[0].data["unsent_events_lost_up_to_seq"] >= 20
+    assert list(tmp_path.glob("events.db.corrupt-*"))
+    assert store.append(draft()).seq == events[0].seq + 1
+    store.close()
+
+
+def test_disk_full_evicts_low_severity_to_make_room(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for i in range(400):
+        store.append(draft(i, "info"))
+    # simulate a full disk: SQLite may not grow the file beyond its current pages
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")
+    alarm = None
+    for i in range(400):
+        alarm = store.append(draft(i, "alarm", "alarm"))
+    assert alarm is not None
+    kinds = [e.type for e in store.all_events()]
+    assert "events_dropped" in kinds
+    assert kinds.count("alarm") >= 200, "most alarms must fit once the info events made room"
+    if kinds.count("alarm") < 400:
+        assert "tick" not in kinds, "an alarm was dropped while an info event remained"
+    reasons = {e.data["reason"] for e in store.all_events() if e.type == "events_dropped"}
+    assert "disk_full" in reasons
+    store.close()
+
+
+def test_events_json_validates_against_shipped_schema(tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from gateway.events import event_schema
+    store = open_store(tmp_path)
+    ev = store.append(draft(1, "alarm", "alarm"))
+    import json
+    jsonschema.validate(json.loads(ev.to_json()), event_schema())
+    store.close()

@@ -1,0 +1,90 @@
+"""Test helpers: polling with a deadline, and an MQTT subscriber that records what arrives."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
+               message: str | Callable[[], str] = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+        time.sleep(interval)
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Any
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """A real MQTT client subscribed to `topics`; records every message in arrival order."""
+
+    def __init__(self, host: str, port: int, topics: list[str] | str, *, qos: int = 1,
+                 tls: dict[str, str] | None = None) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.topics = [topics] if isinstance(topics, str) else topics
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.connect(host, port, keepalive=10)
+        self.client.loop_start()
+        wait_until(self._subscribed.is_set, 10, message="subscription")
+        self.qos = qos
+
+    def _on_connect(self, client: mqtt.Client, *_a: Any) -> None:
+        for t in self.topics:
+            client.subscribe(t, qos=1)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.retain,
+                                          getattr(msg, "properties", None)))
+
+    def received(self, topic_contains: str = "") -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if topic_contains in m.topic]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [m.json() for m in self.received("/event/")]
+
+    def wait_events(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> list[dict[str, Any]]:
+        return wait_until(lambda: (lambda evs: evs if predicate(evs) else None)(self.events()), timeout,
+                          message=lambda: f"events; have {len(self.events())}")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def seq_report(events: list[dict[str, Any]]) -> tuple[set[int], list[int]]:
+    """(distinct seqs, seqs missing between 1 and the max)."""
+    seqs = {e["seq"] for e in events}
+    missing = [s for s in range(1, max(seqs, default=0) + 1) if s not in seqs]
+    return seqs, missing
