@@ -281,6 +281,7 @@ class CameraWorker(threading.Thread):
         self.recordings: list[Recording] = []
         self.native: Recording | None = None
         self.wall0: datetime | None = None
+        self.mono0 = 0.0
         self.frame_size: tuple[int, int] | None = None
         self.last_t: float | None = None
         self._frames = 0
@@ -375,8 +376,10 @@ class CameraWorker(threading.Thread):
         now = self.ctx.clock.monotonic()
         if self.wall0 is None or (self.last_t is not None and frame.t < self.last_t):
             self.wall0 = self.ctx.clock.now() - timedelta(seconds=frame.t)   # taken at the edge
+            self.mono0 = now - frame.t
         self.last_t = frame.t
-        self.report(self.health.frame(now, frame.gray))
+        # the picture's own timeline: a replayed clip is judged by its seconds, not the wall's
+        self.report(self.health.frame(self.mono0 + frame.t, frame.gray))
         evidence_frame = frame.color if frame.color is not None else frame.gray
         self.ring.push(frame.t, evidence_frame)
         for rec in list(self.recordings):

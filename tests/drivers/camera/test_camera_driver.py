@@ -1,0 +1,199 @@
+"""The camera driver end to end on a real GatewayContext: throws with evidence, faults, config."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from drivers.camera import CameraDriver, subsample_track
+from gateway.configfile import Problems
+from tests.conftest import wait_until
+
+CAL = {"floors": [{"floor": f, "y": 250.0 - 10.0 * f} for f in range(1, 24)]}   # 270 px high frames
+RNG = np.random.default_rng(11)
+FACADE = RNG.integers(50, 190, (270, 480)).astype(np.uint8)
+
+
+def live(n: int) -> list[np.ndarray]:
+    return [np.clip(FACADE + RNG.normal(0, 2, FACADE.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+
+
+def save_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    np.savez(path, frames=np.stack(frames), fps=fps)
+    return path
+
+
+def camera(source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "tower-3", "calibration": CAL, "source": source, **extra}
+
+
+def start(make_ctx, cameras: list[dict[str, Any]], tmp_path: Path, resources: dict | None = None):
+    problems = Problems()
+    cfg = CameraDriver.parse_config({"camera": cameras}, problems, tmp_path)
+    assert not problems, [str(p) for p in problems.items]
+    ctx = make_ctx("camera", event_class="camera", resources=resources)
+    drv = CameraDriver("camera", cfg, ctx)
+    drv.start()
+    return drv, ctx
+
+
+# -- config ----------------------------------------------------------------------
+
+def test_config_problems_name_their_keys(tmp_path: Path) -> None:
+    (tmp_path / "bad.cal.toml").write_text("floors = [{floor = 1, y = 100}]\n")
+    problems = Problems()
+    CameraDriver.parse_config({"camera": [
+        {"name": "a", "calibration": "bad.cal.toml", "source": {"type": "npz", "path": "none.npz"}},
+        {"name": "b b", "source": {"type": "synthetic"}, "calibration": CAL, "evidence": {"pre_secs": 2}},
+        {"name": "c", "calibration": CAL},
+    ]}, problems, tmp_path)
+    text = [str(p) for p in problems.items]
+    assert any(t.startswith("camera[0].source.path: file not found") for t in text)
+    assert any(t.startswith("camera[0].calibration:") and "at least two floors" in t for t in text)
+    assert any(t.startswith("camera[1].name:") for t in text)
+    assert "camera[1].evidence.pre_secs: unknown key" in text
+    assert "camera[2].source: is required" in text
+
+
+def test_calibration_file_and_detector_settings(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text("floors = [{floor = 1, y = 250}, {floor = 2, y = 240}]\n")
+    save_clip(tmp_path / "x.npz", live(2))
+    problems = Problems()
+    cfg = CameraDriver.parse_config({"camera": [
+        {"name": "a", "calibration": "c.toml", "source": {"type": "npz", "path": "x.npz"},
+         "detection": {"diff_threshold_min": 20, "noise_k": "high"}}]}, problems, tmp_path)
+    assert [str(p) for p in problems.items] == ["camera[0].detection.noise_k: expected a number, got string"]
+    assert cfg.cameras[0].settings.diff_threshold_min == 20
+    assert cfg.cameras[0].calibration.floors == ((1, 250.0), (2, 240.0))
+
+
+def test_duplicate_camera_names(tmp_path: Path) -> None:
+    save_clip(tmp_path / "x.npz", live(2))
+    problems = Problems()
+    cam = {"name": "a", "calibration": CAL, "source": {"type": "npz", "path": "x.npz"}}
+    CameraDriver.parse_config({"camera": [cam, dict(cam)]}, problems, tmp_path)
+    assert any(str(p).startswith("camera[1].name: camera 'a' is configured twice") for p in problems.items)
+
+
+def test_subsampled_track_keeps_the_ends() -> None:
+    track = [(10.0 + i * 0.04, 100.0, 20.0 + i) for i in range(100)]
+    sub = subsample_track(track, 10.0, 5)
+    assert len(sub) == 5 and sub[0] == [0.0, 100.0, 20.0] and sub[-1] == [3.96, 100.0, 119.0]
+
+
+# -- faults ----------------------------------------------------------------------
+
+def test_frozen_picture_then_live_again(make_ctx, tmp_path: Path) -> None:
+    still = live(1)[0]
+    save_clip(tmp_path / "c.npz", live(20) + [still] * 70 + live(60))   # 7 s frozen at 10 fps
+    drv, ctx = start(make_ctx, [camera({"type": "npz", "path": "c.npz", "realtime": False},
+                                       health={"frozen_seconds": 5.0, "restore_seconds": 2.0})], tmp_path)
+    try:
+        fault = ctx.wait_event("camera_fault")
+        assert fault.data["reason"] == "frozen" and fault.severity == "warning"
+        assert fault.cls == "camera" and fault.device == "tower-3"
+        restore = ctx.wait_event("camera_restore")
+        assert restore.data["reason"] == "frozen" and restore.seq > fault.seq
+        wait_until(lambda: drv.health().devices.get("tower-3") == "ended")
+        assert ctx.events("thrown_object") == []
+    finally:
+        drv.stop()
+
+
+def test_covered_lens_then_uncovered(make_ctx, tmp_path: Path) -> None:
+    dark = [np.clip(6 + RNG.normal(0, 1, FACADE.shape), 0, 255).astype(np.uint8) for _ in range(60)]
+    save_clip(tmp_path / "c.npz", live(20) + dark + live(40))
+    drv, ctx = start(make_ctx, [camera({"type": "npz", "path": "c.npz", "realtime": False},
+                                       health={"covered_seconds": 4.0, "restore_seconds": 1.0})], tmp_path)
+    try:
+        assert ctx.wait_event("camera_fault").data["reason"] == "covered"
+        assert ctx.wait_event("camera_restore").data["reason"] == "covered"
+        assert [e.type for e in ctx.events()] == ["camera_fault", "camera_restore"]
+    finally:
+        drv.stop()
+
+
+def test_no_frames_while_the_source_is_missing_then_restore(make_ctx, tmp_path: Path) -> None:
+    clip = save_clip(tmp_path / "c.npz", live(30))
+    drv_cfg = camera({"type": "npz", "path": "c.npz", "realtime": True, "loop": True},
+                     health={"no_frames_seconds": 0.5, "restore_seconds": 0.2}, reconnect_seconds=0.1)
+    problems = Problems()
+    cfg = CameraDriver.parse_config({"camera": [drv_cfg]}, problems, tmp_path)
+    hidden = clip.rename(tmp_path / "hidden.npz")      # the camera is unreachable when the gateway starts
+    ctx = make_ctx("camera", event_class="camera")
+    drv = CameraDriver("camera", cfg, ctx)
+    drv.start()
+    try:
+        fault = ctx.wait_event("camera_fault")
+        assert fault.data["reason"] == "no_frames"
+        assert drv.health().state == "degraded"
+        hidden.rename(clip)
+        assert ctx.wait_event("camera_restore", timeout=10).data["reason"] == "no_frames"
+        wait_until(lambda: drv.health().state == "ok")
+    finally:
+        drv.stop()
+
+
+def test_one_dead_camera_does_not_stall_another(make_ctx, tmp_path: Path) -> None:
+    save_clip(tmp_path / "ok.npz", live(40))
+    cams = [camera({"type": "synthetic", "feed": "nowhere"}, name="dead", health={"no_frames_seconds": 0.5}),
+            camera({"type": "npz", "path": "ok.npz", "realtime": False}, name="alive", telemetry_seconds=0.5)]
+    drv, ctx = start(make_ctx, cams, tmp_path)
+    try:
+        assert ctx.wait_event("camera_fault").device == "dead"
+        wait_until(lambda: drv.health().devices.get("alive") == "ended")
+        assert drv.health().devices["dead"] != "ok"
+    finally:
+        drv.stop(timeout=3)
+
+
+# -- throws --------------------------------------------------------------------------
+
+def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_path: Path) -> None:
+    scene = pytest.importorskip("sim.scene")
+    spec = scene.SceneSpec(width=480, height=270, fps=12.5, seconds=9.0, seed=4, night=False,
+                           floors=18, throws=[scene.ThrowSpec(floor=12, t_release=2.0)])
+    cal = scene.scene_calibration(spec)
+    (tmp_path / "cam.cal.toml").write_text(cal.to_toml())
+    frames, fps, _truth = scene.render_clip(spec)
+    save_clip(tmp_path / "throw.npz", list(frames), fps)
+    drv, ctx = start(make_ctx, [{"name": "tower-3", "calibration": "cam.cal.toml",
+                                 "source": {"type": "npz", "path": "throw.npz", "realtime": False},
+                                 "evidence": {"dir": "ev", "pre_seconds": 1.0, "post_seconds": 1.0}}], tmp_path)
+    try:
+        alarm = ctx.wait_event("thrown_object", timeout=20)
+        saved = ctx.wait_event("evidence_saved", timeout=20)
+        wait_until(lambda: drv.health().devices.get("tower-3") == "ended", timeout=20)
+    finally:
+        drv.stop()
+    assert len(ctx.events("thrown_object")) == 1
+    d = alarm.data
+    assert alarm.severity == "alarm" and alarm.cls == "camera"
+    assert abs(d["floor"] - 12) <= 1 and d["floor_range"][0] <= d["floor"] <= d["floor_range"][1]
+    assert d["t_start"].endswith("Z") and d["t_start"] < d["t_end"] and alarm.ts == d["t_start"]
+    assert 2 <= len(d["track"]) <= 24 and all(len(p) == 3 for p in d["track"])
+    assert 0 < d["confidence"] <= 1 and d["drag"] is False
+    snap = next(e for e in d["evidence"] if e["kind"] == "snapshot")
+    clip = next(e for e in d["evidence"] if e["kind"] == "clip")
+    snap_path = tmp_path / "ev" / "tower-3" / snap["file"]
+    assert hashlib.sha256(snap_path.read_bytes()).hexdigest() == snap["sha256"]
+    assert saved.data["event_id"] == alarm.id and saved.data["file"] == clip["file"]
+    clip_path = tmp_path / "ev" / "tower-3" / clip["file"]
+    assert hashlib.sha256(clip_path.read_bytes()).hexdigest() == saved.data["sha256"]
+    assert saved.data["pre_seconds"] == pytest.approx(1.0, abs=0.1)   # the clip starts before the throw
+    assert sorted((eid, p.name) for eid, p in ctx.evidence_seen) == sorted(
+        [(alarm.id, snap["file"]), (alarm.id, clip["file"])])
+    if clip_path.suffix == ".mp4":
+        av = pytest.importorskip("av")
+        with av.open(str(clip_path)) as c:
+            n = sum(1 for _ in c.decode(video=0))
+        assert n == saved.data["frames"]
+        assert n >= (alarm_duration(d) + 2.0) * fps - 2
+
+
+def alarm_duration(d: dict[str, Any]) -> float:
+    return float(d["duration_s"])
