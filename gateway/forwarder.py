@@ -139,6 +139,11 @@ class Forwarder:
         with self._wake:
             self._wake.notify_all()
 
+    def health_soon(self) -> None:
+        """Publish `health` at the next turn (after start-up, a driver fault...)."""
+        self._next_health = 0.0
+        self.wake()
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -102,6 +102,7 @@ class Supervisor:
         for slot in self.slots:
             self._start_driver(slot)
         self.notifier.ready()
+        self.forwarder.health_soon()
         self._update_status(force=True)
         log.info("gateway %s/%s running with drivers: %s", cfg.site, cfg.gateway,
                  ", ".join(s.name for s in self.slots) or "none")
@@ -145,6 +146,8 @@ class Supervisor:
         self._gateway_event("driver_fault", "warning",
                             {"driver": slot.name, "reason": reason, "restarts": slot.restarts,
                              "retry_in_s": round(delay, 3)}, device=slot.name)
+        if self.forwarder is not None:
+            self.forwarder.health_soon()
 
     def _gateway_event(self, type_: str, severity: str, data: dict[str, Any], device: str | None = None) -> None:
         assert self.store is not None

@@ -49,10 +49,11 @@ class LocalBroker:
     """A mosquitto process on 127.0.0.1; `stop()` and `start()` again keep the same port."""
 
     def __init__(self, port: int | None = None, *, tls: BrokerTls | None = None,
-                 extra_config: str = "", workdir: Path | None = None) -> None:
+                 extra_config: str = "", workdir: Path | None = None, persistent: bool = False) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.tls = tls
+        self.persistent = persistent
         self.extra_config = extra_config
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="anfang-broker-"))
@@ -64,7 +65,9 @@ class LocalBroker:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def _write_config(self) -> Path:
-        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "persistence false",
+        persistence = (["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+                       if self.persistent else ["persistence false"])
+        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", *persistence,
                  "log_dest stderr", "log_type error", "log_type warning",
                  "max_inflight_messages 0", "max_queued_messages 0", "message_size_limit 0"]
         if os.geteuid() == 0:

@@ -130,7 +130,17 @@ class _Server:
         panel = self.panel_for(unit)
         if panel is None:
             return b""
+        if not rtu and time.monotonic() < panel._storm_until:
+            self.loop.call_soon(self.reset_connections)
+            return b""
         return panel.mangle(data, rtu)
+
+    def reset_connections(self) -> None:
+        """Abort every client connection (TCP RST), as a panel or a switch in trouble does."""
+        for conn in list(getattr(self.server, "active_connections", {}).values()):
+            t = getattr(conn, "transport", None)
+            if t is not None:
+                t.abort()
 
 
 class _RtuBus:
@@ -610,17 +620,7 @@ class FirePumpSim(SimDevice):
                 self._storm_until = 0.0
             self._encode()
         if action == "reset_storm" and self._server is not None:
-            self._server.loop.call_soon_threadsafe(lambda: self._server.loop.create_task(self._storm()))
-
-    async def _storm(self) -> None:
-        """Abort every TCP connection to the panel, again and again, until the storm ends."""
-        while time.monotonic() < self._storm_until and self._server is not None:
-            srv = self._server.server
-            for conn in list(getattr(srv, "active_connections", {}).values()):
-                t = getattr(conn, "transport", None)
-                if t is not None:
-                    t.abort()
-            await asyncio.sleep(0.05)
+            self._server.loop.call_soon_threadsafe(self._server.reset_connections)
 
     def _schedule_clear(self, until: float | None, what: str) -> None:
         if until is None:

@@ -41,12 +41,19 @@ class Subscriber:
     """A real MQTT client subscribed to `topics`; records every message in arrival order."""
 
     def __init__(self, host: str, port: int, topics: list[str] | str, *, qos: int = 1,
-                 tls: dict[str, str] | None = None) -> None:
+                 tls: dict[str, str] | None = None, persistent_id: str | None = None) -> None:
+        """`persistent_id`: keep a session on the broker under that client id (MQTT 3.1.1,
+        clean_session false), so QoS 1 messages published while this subscriber is cut off
+        (broker restarted with persistence) are still delivered to it."""
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.topics = [topics] if isinstance(topics, str) else topics
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        if persistent_id:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=persistent_id,
+                                      protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
         if tls:
             self.client.tls_set(**tls)
         self.client.on_connect = self._on_connect
