@@ -1,0 +1,116 @@
+"""Every threshold of the thrown-object detector: a named, documented setting with its default.
+
+`DetectorSettings()` holds the defaults; `load_settings(path)` reads a TOML file
+(either the keys at top level or under a `[detection]` table) and
+`settings_from_section(section)` reads one table of a bigger config, so the
+camera driver can accept `[camera.detection]` overrides. Each field's
+documentation lives in its `metadata["doc"]`; `describe()` lists them all
+(docs/detection.md is generated from the same text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.configfile import ConfigError, Problems, Section, load_toml
+
+
+def _s(default: Any, doc: str, lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi})
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    # -- image stages -----------------------------------------------------
+    contrast_normalise: bool = _s(True, "Stretch grey levels between two percentiles of the scene (measured when the background is learnt) to 0..255 before differencing, so thresholds mean the same by day and by night.")
+    contrast_low_percentile: float = _s(1.0, "Lower percentile mapped to 0 by the contrast stretch.", 0.0, 50.0)
+    contrast_high_percentile: float = _s(99.0, "Upper percentile mapped to 255 by the contrast stretch.", 50.0, 100.0)
+    contrast_max_gain: float = _s(4.0, "Largest stretch factor, so a black frame (lens covered) is not blown up into noise.", 1.0, 64.0)
+    background_alpha: float = _s(0.04, "Running-average learning rate per frame (0.04 at 25 fps: time constant about 1 s). Higher forgets parked things sooner but leaves a fainter object trail.", 0.001, 0.5)
+    foreground_alpha_factor: float = _s(0.1, "Where blobs are, the background learns this much slower, so a slow object leaves no ghost; something that stays is still absorbed after a while.", 0.0, 1.0)
+    diff_threshold_min: int = _s(14, "Smallest absolute difference from the background (normalised grey levels) counted as motion.", 1, 255)
+    noise_k: float = _s(5.5, "The threshold is at least noise_k times the sensor noise, measured every frame on a sparse grid of the difference image.", 0.0, 50.0)
+    pool_factor: int = _s(4, "Downscale factor of the motion mask. Pooling takes the MAXIMUM difference in each block, so a 2 px object survives a 4x downscale (a mean or a resize would wash it out).", 1, 16)
+    min_blob_cells: int = _s(1, "Smallest connected component, in pooled cells, kept as a blob.", 1, 10000)
+    max_blob_area_px: int = _s(2500, "Largest blob (full-resolution pixels: cells x pool_factor^2) that can be a thrown object; bigger ones are insects at the lens, headlight pools or clouds and are ignored.", 1, 10**7)
+    max_blobs_per_frame: int = _s(300, "More blobs than this in one frame (heavy rain, snow) keeps only the strongest ones.", 1, 100000)
+    connected_components: str = _s("auto", "'numpy', 'scipy' (scipy.ndimage.label) or 'auto' (scipy when installed, it measures faster).")
+    # -- global change and shake -------------------------------------------
+    global_change_fraction: float = _s(0.15, "If more than this fraction of the pooled cells changes at once (lights, IR day/night switch, exposure), the background is re-learnt and nothing is raised.", 0.0, 1.0)
+    settle_frames: int = _s(6, "Frames after a global change during which the background follows the image closely and no blobs are tracked (exposure settling).", 0, 1000)
+    shake_compensation: bool = _s(True, "Estimate a global image shift by phase correlation when many cells change, and difference the shifted frame.")
+    shake_max_px: int = _s(8, "Largest shake (pixels) compensated; a larger move is handled as a global change.", 0, 200)
+    shake_trigger_fraction: float = _s(0.004, "Fraction of changed pooled cells above which a shake is looked for.", 0.0, 1.0)
+    # -- tracking --------------------------------------------------------------
+    track_gate_px: float = _s(10.0, "Fixed part of the search radius around a track's predicted position (pixels).", 0.0, 10000.0)
+    track_gate_speed: float = _s(0.35, "Part of the search radius that grows with the track's speed (times pixels per frame); a fall moves tens of pixels per frame near the ground, more than its own size.", 0.0, 10.0)
+    track_start_radius_px: float = _s(45.0, "Search radius for the second point of a new track (no velocity known yet).", 0.0, 10000.0)
+    max_missed_frames: int = _s(3, "Frames a track may go undetected (occlusion, faint) before it ends and is judged.", 0, 100)
+    max_tracks: int = _s(80, "Most tracks followed at once; the weakest new ones are dropped beyond that.", 1, 100000)
+    max_track_seconds: float = _s(12.0, "A track older than this is judged and closed (a 30-floor fall takes about 4.3 s).", 0.5, 600.0)
+    # -- decision ------------------------------------------------------------------
+    min_track_points: int = _s(6, "Fewest detections a track needs to be judged.", 3, 10000)
+    min_floors_fallen: float = _s(2.0, "A throw must fall over more than this many floors within view.", 0.0, 1000.0)
+    floor_height_m: float = _s(3.0, "Storey height used when the calibration does not give one.", 1.0, 20.0)
+    gravity_mps2: float = _s(9.81, "Gravity.", 1.0, 30.0)
+    accel_min_ratio: float = _s(0.6, "Free fall: the fitted downward acceleration must be at least this times g (less is judged as a fall with drag).", 0.0, 10.0)
+    accel_max_ratio: float = _s(1.45, "Free fall: the fitted downward acceleration may be at most this times g.", 0.0, 10.0)
+    max_unseen_fall_s: float = _s(0.6, "The release may lie at most this long before the first detection: the start of the fall must be seen, so an object entering the view already fast (snow, rain near the lens, something from above the frame) is not a throw.", 0.0, 10.0)
+    max_initial_speed_mps: float = _s(3.0, "Largest vertical speed at release (a throw downwards or upwards).", 0.0, 100.0)
+    max_fit_rms_px: float = _s(1.8, "Largest RMS distance (pixels) between the track and the best fitted fall.", 0.1, 1000.0)
+    fit_rms_rel: float = _s(0.02, "Extra allowed RMS per pixel of vertical extent of the track (blob centroids of fast, streaked objects are less precise).", 0.0, 1.0)
+    drag_min_terminal_mps: float = _s(6.0, "Falls with drag count when their terminal speed is at least this; slower things drift (leaves, paper, snow).", 0.0, 100.0)
+    max_x_rms_px: float = _s(3.0, "Largest RMS (pixels) of the horizontal track around a quadratic; more is erratic or swaying (insects, leaves).", 0.1, 1000.0)
+    max_ambiguous_fraction: float = _s(0.5, "A track whose every other point had a rival blob in its gate is a group (rain, a flock), not one object.", 0.0, 1.0)
+    floor_range_rms_factor: float = _s(1.5, "Fits within this factor of the best RMS (plus 0.3 px) give floor_range.", 1.0, 10.0)
+
+
+_DOCS = {f.name: f.metadata["doc"] for f in fields(DetectorSettings)}
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(name, default, documentation) of every setting, in declaration order."""
+    d = DetectorSettings()
+    return [(f.name, getattr(d, f.name), f.metadata["doc"]) for f in fields(DetectorSettings)]
+
+
+def settings_from_section(sec: Section, base: DetectorSettings | None = None) -> DetectorSettings:
+    """Read overrides from one TOML table; problems are recorded on `sec.problems` with full keys."""
+    base = base or DetectorSettings()
+    changes: dict[str, Any] = {}
+    for f in fields(DetectorSettings):
+        if not sec.has(f.name):
+            sec.mark_seen(f.name)
+            continue
+        default = getattr(base, f.name)
+        lo, hi = f.metadata["min"], f.metadata["max"]
+        if isinstance(default, bool):
+            changes[f.name] = sec.bool(f.name, default)
+        elif isinstance(default, int):
+            changes[f.name] = sec.int(f.name, default, min=None if lo is None else int(lo),
+                                      max=None if hi is None else int(hi))
+        elif isinstance(default, float):
+            changes[f.name] = sec.float(f.name, default, min=lo, max=hi)
+        else:
+            choices = ("auto", "numpy", "scipy") if f.name == "connected_components" else None
+            changes[f.name] = sec.str(f.name, default, choices=choices)
+    sec.finish()
+    return replace(base, **changes)
+
+
+def load_settings(path: Path | str) -> DetectorSettings:
+    """Settings from a TOML file (keys at top level or in a [detection] table); raises ConfigError."""
+    raw, problems = load_toml(path)
+    problems.raise_if_any(str(path))
+    key = ""
+    if "detection" in raw and isinstance(raw["detection"], dict) and len(raw) == 1:
+        raw, key = raw["detection"], "detection"
+    sec = Section(raw, key, problems, Path(path).parent)
+    settings = settings_from_section(sec)
+    problems.raise_if_any(str(path))
+    return settings
+
+
+__all__ = ["DetectorSettings", "describe", "settings_from_section", "load_settings", "ConfigError", "Problems"]

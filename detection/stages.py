@@ -1,0 +1,303 @@
+"""The detector's image stages: small functions over numpy arrays, one job each.
+
+Order in `detector.ThrowDetector`: contrast normalisation (a lookup table
+measured when the background is learnt) -> shake compensation (integer shift
+by phase correlation) -> int16 difference from the running-average background
+-> max-pool downscale -> noise-adaptive threshold -> exclusion mask ->
+global-change guard -> connected components -> blobs.
+
+All of it is plain numpy; connected components use scipy.ndimage.label when
+it is installed (it measures faster) and a numpy/Python labelling otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # optional: measured faster for connected components
+    from scipy import ndimage as _ndimage
+except ImportError:  # pragma: no cover - depends on the environment
+    _ndimage = None
+
+HAVE_SCIPY = _ndimage is not None
+
+
+# -- contrast normalisation ---------------------------------------------------------------
+def contrast_lut(frame: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0,
+                 max_gain: float = 4.0, step: int = 8) -> np.ndarray:
+    """A 256-entry uint8 table stretching [low_pct, high_pct] of the frame to [0, 255].
+
+    Percentiles come from a sparse grid (every `step`-th pixel); the gain is
+    capped at max_gain so a near-uniform frame is not amplified into noise.
+    """
+    sample = frame[::step, ::step]
+    lo, hi = np.percentile(sample, [low_pct, high_pct])
+    span = max(float(hi - lo), 255.0 / max_gain, 1.0)
+    centre = (float(lo) + float(hi)) / 2.0
+    lo = centre - span / 2.0
+    levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / span)
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
+
+
+def apply_lut(frame: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    """frame mapped through lut (or frame itself when lut is None)."""
+    return frame if lut is None else lut[frame]
+
+
+# -- background and difference ---------------------------------------------------------------
+def update_background(background: np.ndarray, frame: np.ndarray, alpha: float,
+                      scratch: np.ndarray | None = None,
+                      slow: list[tuple[int, int, int, int]] | None = None, slow_factor: float = 0.1) -> None:
+    """Running average, in place: background += alpha * (frame - background) (float32).
+
+    Inside the `slow` boxes (x0, y0, x1, y1: where moving things are) the rate is
+    alpha * slow_factor, so a slow object does not leave a ghost in the
+    background, while something that stays (a parked bag, a lit window) is
+    still absorbed in time.
+    """
+    tmp = np.subtract(frame, background, out=scratch, dtype=np.float32)
+    tmp *= alpha
+    for x0, y0, x1, y1 in slow or ():
+        tmp[y0:y1, x0:x1] *= slow_factor
+    background += tmp
+
+
+def abs_difference(frame: np.ndarray, background_u8: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """|frame - background| as int16: uint8 subtraction would wrap (3 - 5 = 254)."""
+    d = np.subtract(frame, background_u8, out=out, dtype=np.int16)
+    np.abs(d, out=d)
+    return d
+
+
+def noise_sigma(diff: np.ndarray, step: int = 7) -> float:
+    """Sensor noise of an absolute-difference image, from a sparse grid of it.
+
+    sqrt(pi/2) * mean |d| over the grid with its top 2 % (moving things) left
+    out; unlike the median, not biased low by integer grey levels.
+    """
+    sample = diff[::step, ::step].ravel()
+    cut = np.partition(sample, int(sample.size * 0.98))[int(sample.size * 0.98)]
+    kept = sample[sample <= cut]
+    return 1.2533 * float(kept.mean()) / 0.97 if kept.size else 0.0
+
+
+def max_pool(a: np.ndarray, factor: int) -> np.ndarray:
+    """Downscale by taking the maximum of each factor x factor block (edge rows/columns cropped).
+
+    Unlike a mean or a resize, a single bright pixel keeps its full value, so a
+    2 px object survives a 4x downscale.
+    """
+    if factor == 1:
+        return a
+    h, w = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
+    a = a[:h, :w]
+    cols = np.maximum(a[:, 0::factor], a[:, 1::factor])
+    for k in range(2, factor):
+        np.maximum(cols, a[:, k::factor], out=cols)
+    out = np.maximum(cols[0::factor], cols[1::factor])
+    for k in range(2, factor):
+        np.maximum(out, cols[k::factor], out=out)
+    return out
+
+
+def pool_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    """A full-resolution boolean mask pooled like max_pool (True if any pixel of the block is)."""
+    return max_pool(mask.astype(np.uint8), factor).astype(bool)
+
+
+def threshold(pooled: np.ndarray, level: float) -> np.ndarray:
+    """Boolean motion mask: pooled difference above level."""
+    return pooled > level
+
+
+def apply_exclusion(mask: np.ndarray, exclusion: np.ndarray | None) -> np.ndarray:
+    """Clear the excluded cells (exclusion is a boolean array of the same shape, True = ignore)."""
+    if exclusion is not None:
+        mask &= ~exclusion
+    return mask
+
+
+def changed_fraction(mask: np.ndarray) -> float:
+    """Fraction of cells set in a motion mask."""
+    return float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
+
+
+def is_global_change(mask: np.ndarray, fraction: float) -> bool:
+    """True when so much changed at once that it is the light, not an object."""
+    return changed_fraction(mask) > fraction
+
+
+# -- shake ---------------------------------------------------------------------------------------
+def estimate_shift(reference: np.ndarray, frame: np.ndarray, max_shift: int, size: int = 256) -> tuple[int, int]:
+    """Integer (dx, dy) such that frame[y + dy, x + dx] ~ reference[y, x], by phase correlation.
+
+    Uses a central size x size patch (full resolution: a 1 px shake matters) with a
+    Hann window; shifts beyond max_shift are reported as (0, 0) and left to the
+    global-change guard.
+    """
+    h, w = reference.shape
+    s = min(size, h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    a = reference[y0:y0 + s, x0:x0 + s].astype(np.float32)
+    b = frame[y0:y0 + s, x0:x0 + s].astype(np.float32)
+    win = np.hanning(s).astype(np.float32)
+    win2 = np.outer(win, win)
+    a = (a - a.mean()) * win2
+    b = (b - b.mean()) * win2
+    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
+    cross = fb * np.conj(fa)
+    cross /= np.abs(cross) + 1e-6
+    corr = np.fft.irfft2(cross, s=(s, s))
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    dy = iy - s if iy > s // 2 else iy
+    dx = ix - s if ix > s // 2 else ix
+    if abs(dx) > max_shift or abs(dy) > max_shift:
+        return 0, 0
+    return int(dx), int(dy)
+
+
+def shift_image(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The frame moved by (-dx, -dy) so it lines up with the reference; uncovered edges repeat the border."""
+    if dx == 0 and dy == 0:
+        return frame
+    h, w = frame.shape
+    out = np.empty_like(frame)
+    ys = np.clip(np.arange(h) + dy, 0, h - 1)
+    xs = np.clip(np.arange(w) + dx, 0, w - 1)
+    ya, yb = max(0, -dy), min(h, h - dy)
+    xa, xb = max(0, -dx), min(w, w - dx)
+    out[ya:yb, xa:xb] = frame[ya + dy:yb + dy, xa + dx:xb + dx]
+    if ya > 0 or yb < h or xa > 0 or xb < w:     # fill the uncovered border
+        out[:ya] = frame[ys[:ya]][:, xs]
+        out[yb:] = frame[ys[yb:]][:, xs]
+        out[:, :xa] = frame[:, xs[:xa]][ys]
+        out[:, xb:] = frame[:, xs[xb:]][ys]
+    return out
+
+
+# -- connected components and blobs ----------------------------------------------------------------
+@dataclass
+class Blob:
+    """One connected component of the motion mask, in full-resolution pixels."""
+
+    x: float          # centroid, weighted by the difference
+    y: float
+    area_px: int      # cells x factor^2
+    cells: int
+    x0: int           # bounding box, full resolution, exclusive end
+    y0: int
+    x1: int
+    y1: int
+    peak: int         # strongest difference in the blob
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+_NEIGH8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def label_numpy(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected labelling of a sparse boolean mask (labels 1..n, 0 = background).
+
+    Walks only the set cells (flood fill over a dict), which is what a motion
+    mask is: a few dozen cells out of tens of thousands.
+    """
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return labels, 0
+    cells = set(zip(ys.tolist(), xs.tolist()))
+    n = 0
+    for start in list(zip(ys.tolist(), xs.tolist())):
+        if start not in cells:
+            continue
+        n += 1
+        cells.discard(start)
+        stack = [start]
+        while stack:
+            cy, cx = stack.pop()
+            labels[cy, cx] = n
+            for oy, ox in _NEIGH8:
+                nb = (cy + oy, cx + ox)
+                if nb in cells:
+                    cells.discard(nb)
+                    stack.append(nb)
+    return labels, n
+
+
+_STRUCT8 = np.ones((3, 3), dtype=bool)
+
+
+def label_components(mask: np.ndarray, method: str = "auto") -> tuple[np.ndarray, int]:
+    """8-connected components: scipy.ndimage.label when available (or asked), else label_numpy."""
+    if method == "scipy" or (method == "auto" and HAVE_SCIPY):
+        if _ndimage is None:
+            raise RuntimeError("connected_components = 'scipy' but scipy is not installed")
+        labels, n = _ndimage.label(mask, structure=_STRUCT8)
+        return labels, int(n)
+    return label_numpy(mask)
+
+
+def blobs_from_mask(mask: np.ndarray, pooled: np.ndarray, factor: int, *, min_cells: int = 1,
+                    max_area_px: int | None = None, max_blobs: int | None = None,
+                    method: str = "auto") -> tuple[list[Blob], int]:
+    """Blobs of a pooled motion mask (pooled = the max-pooled difference, for weights).
+
+    Returns (blobs, dropped): blobs too small, too large or beyond max_blobs
+    (weakest first) are dropped and counted.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return [], 0
+    labels, n = label_components(mask, method)
+    lab = labels[ys, xs]
+    w = pooled[ys, xs].astype(np.float64)
+    cnt = np.bincount(lab, minlength=n + 1)
+    sw = np.bincount(lab, weights=w, minlength=n + 1)
+    sx = np.bincount(lab, weights=w * xs, minlength=n + 1)
+    sy = np.bincount(lab, weights=w * ys, minlength=n + 1)
+    peak = np.zeros(n + 1, dtype=np.int64)
+    np.maximum.at(peak, lab, pooled[ys, xs].astype(np.int64))
+    ymin = np.full(n + 1, 1 << 30); np.minimum.at(ymin, lab, ys)
+    ymax = np.zeros(n + 1, dtype=np.int64); np.maximum.at(ymax, lab, ys)
+    xmin = np.full(n + 1, 1 << 30); np.minimum.at(xmin, lab, xs)
+    xmax = np.zeros(n + 1, dtype=np.int64); np.maximum.at(xmax, lab, xs)
+    half = (factor - 1) / 2.0
+    blobs: list[Blob] = []
+    dropped = 0
+    for i in range(1, n + 1):
+        c = int(cnt[i])
+        area = c * factor * factor
+        if c < min_cells or (max_area_px is not None and area > max_area_px):
+            dropped += 1
+            continue
+        blobs.append(Blob(x=float(sx[i] / sw[i]) * factor + half, y=float(sy[i] / sw[i]) * factor + half,
+                          area_px=area, cells=c, x0=int(xmin[i]) * factor, y0=int(ymin[i]) * factor,
+                          x1=(int(xmax[i]) + 1) * factor, y1=(int(ymax[i]) + 1) * factor, peak=int(peak[i])))
+    if max_blobs is not None and len(blobs) > max_blobs:
+        blobs.sort(key=lambda b: -b.peak)
+        dropped += len(blobs) - max_blobs
+        blobs = blobs[:max_blobs]
+    return blobs, dropped
+
+
+def refine_centroid(diff: np.ndarray, blob: Blob, level: float) -> None:
+    """Move the blob's centroid to the difference-weighted centre of its full-resolution pixels above level."""
+    patch = diff[blob.y0:blob.y1, blob.x0:blob.x1]
+    if patch.size == 0:
+        return
+    w = patch.astype(np.float32) - level
+    np.maximum(w, 0, out=w)
+    total = float(w.sum())
+    if total <= 0:
+        return
+    blob.x = blob.x0 + float((w.sum(axis=0) * np.arange(patch.shape[1])).sum()) / total
+    blob.y = blob.y0 + float((w.sum(axis=1) * np.arange(patch.shape[0])).sum()) / total

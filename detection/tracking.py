@@ -1,0 +1,156 @@
+"""Linking blobs across frames into tracks.
+
+A falling object jumps farther per frame than its own size (tens of pixels
+near the ground), so nearest-neighbour matching on overlap fails. Each track
+predicts where it will be (constant acceleration from its last three points,
+constant velocity from two) and searches a radius that grows with its speed;
+a track with one point searches a fixed start radius. Matching is greedy on
+distance relative to the radius. A track that goes unseen for more than
+`max_missed_frames` ends and is handed back for judging.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detection.settings import DetectorSettings
+from detection.stages import Blob
+
+
+@dataclass
+class TrackPoint:
+    t: float
+    x: float
+    y: float
+    area_px: int
+    peak: int
+
+
+@dataclass
+class Track:
+    id: int
+    points: list[TrackPoint] = field(default_factory=list)
+    missed: int = 0
+    ambiguous: int = 0          # frames in which a second blob lay inside the gate
+
+    @property
+    def t_first(self) -> float:
+        return self.points[0].t
+
+    @property
+    def t_last(self) -> float:
+        return self.points[-1].t
+
+    def predict(self, t: float) -> tuple[float, float, float]:
+        """Predicted (x, y) at time t and the speed (pixels per second) used for the gate."""
+        p = self.points
+        last = p[-1]
+        if len(p) == 1:
+            return last.x, last.y, 0.0
+        if len(p) >= 5:
+            return self._predict_fit(t)
+        a, b = p[-2], p[-1]
+        dt1 = b.t - a.t or 1e-6
+        vx, vy = (b.x - a.x) / dt1, (b.y - a.y) / dt1
+        ax = ay = 0.0
+        if len(p) >= 3:
+            z = p[-3]
+            dt0 = a.t - z.t or 1e-6
+            vx0, vy0 = (a.x - z.x) / dt0, (a.y - z.y) / dt0
+            span = (b.t - z.t) / 2 or 1e-6
+            ax, ay = (vx - vx0) / span, (vy - vy0) / span
+        h = t - b.t
+        # velocity at b is better estimated by adding half a step of acceleration
+        vx_b, vy_b = vx + ax * dt1 / 2, vy + ay * dt1 / 2
+        return (b.x + vx_b * h + ax * h * h / 2, b.y + vy_b * h + ay * h * h / 2,
+                math.hypot(vx_b + ax * h, vy_b + ay * h))
+
+
+    def _predict_fit(self, t: float) -> tuple[float, float, float]:
+        """Quadratic least-squares fit of the last points (robust to one noisy centroid)."""
+        pts = self.points[-8:]
+        t_ref = pts[-1].t
+        tt = np.array([q.t - t_ref for q in pts])
+        A = np.stack([np.ones_like(tt), tt, tt * tt], axis=1)
+        xy = np.array([[q.x, q.y] for q in pts])
+        coef, *_ = np.linalg.lstsq(A, xy, rcond=None)
+        h = t - t_ref
+        pos = coef[0] + coef[1] * h + coef[2] * h * h
+        vel = coef[1] + 2 * coef[2] * h
+        return float(pos[0]), float(pos[1]), float(math.hypot(vel[0], vel[1]))
+
+
+class Tracker:
+    """Greedy predictive tracker; `update` returns the tracks that ended."""
+
+    def __init__(self, settings: DetectorSettings, fps: float) -> None:
+        self.s = settings
+        self.frame_dt = 1.0 / fps
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self.started = 0
+
+    def _gate(self, track: Track, speed: float) -> float:
+        if len(track.points) == 1:
+            r = self.s.track_start_radius_px
+        else:
+            r = self.s.track_gate_px + self.s.track_gate_speed * speed * self.frame_dt
+        return r * (1.0 + 0.5 * track.missed)
+
+    def update(self, blobs: list[Blob], t: float) -> list[Track]:
+        """Extend tracks with this frame's blobs; start new tracks; return the tracks that ended."""
+        pairs: list[tuple[float, int, int]] = []
+        in_gate = [0] * len(self.tracks)
+        for ti, tr in enumerate(self.tracks):
+            px, py, speed = tr.predict(t)
+            r = self._gate(tr, speed)
+            r2 = r * r
+            for bi, b in enumerate(blobs):
+                d2 = (b.x - px) ** 2 + (b.y - py) ** 2
+                if d2 <= r2:
+                    pairs.append((math.sqrt(d2) / r, ti, bi))
+                    in_gate[ti] += 1
+        pairs.sort()
+        used_t: set[int] = set()
+        used_b: set[int] = set()
+        for _, ti, bi in pairs:
+            if ti in used_t or bi in used_b:
+                continue
+            used_t.add(ti)
+            used_b.add(bi)
+            b = blobs[bi]
+            tr = self.tracks[ti]
+            tr.points.append(TrackPoint(t, b.x, b.y, b.area_px, b.peak))
+            tr.missed = 0
+            if in_gate[ti] > 1:
+                tr.ambiguous += 1
+        ended: list[Track] = []
+        keep: list[Track] = []
+        for ti, tr in enumerate(self.tracks):
+            if ti not in used_t:
+                tr.missed += 1
+            if tr.missed > self.s.max_missed_frames or t - tr.t_first > self.s.max_track_seconds:
+                ended.append(tr)
+            else:
+                keep.append(tr)
+        self.tracks = keep
+        new = [b for bi, b in enumerate(blobs) if bi not in used_b]
+        new.sort(key=lambda b: -b.peak)
+        room = max(0, self.s.max_tracks - len(self.tracks))
+        for b in new[:room]:
+            self.tracks.append(Track(self._next_id, [TrackPoint(t, b.x, b.y, b.area_px, b.peak)]))
+            self._next_id += 1
+            self.started += 1
+        return ended
+
+    def flush(self) -> list[Track]:
+        """End every track (end of stream)."""
+        ended, self.tracks = self.tracks, []
+        return ended
+
+    def reset(self) -> list[Track]:
+        """Drop every track (after a global change); returns them uncounted."""
+        return self.flush()

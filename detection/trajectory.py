@@ -1,0 +1,162 @@
+"""Judging a track: is it one object falling under gravity, and where did it start?
+
+Heights are taken in floor coordinates through the calibration (`F(y)`), which
+undoes the perspective of a camera tilted up the facade, so a fall is
+`F(t) = F0 - d(t - t0) / floor_height` with d the distance fallen from rest:
+g u^2 / 2 without drag, (vt^2 / g) ln cosh(g u / vt) with drag (terminal
+speed vt). Before t0 the model is static: the near-still first frames after
+release (or the object held at the window) belong to the fit.
+
+For every (t0, vt) on a grid the best F0 is a weighted mean (weights =
+pixels per floor squared, so residuals are in pixels); the best grid point
+is the fit. A track is a throw when it goes down over more than
+`min_floors_fallen` floors, its x is smooth, the fit is within
+`max_fit_rms_px`, its start lies at most `max_unseen_fall_s` before the first
+detection, and its terminal speed is that of a thrown thing, not a leaf.
+Reasons for rejection are short strings counted in the detector's stats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detection.calibration import Calibration
+from detection.settings import DetectorSettings
+from detection.tracking import Track
+
+# terminal speeds tried (m/s); inf = no drag. The slow ones identify drifting things.
+VT_SLOW = (0.8, 1.5, 2.5, 4.0)
+VT_FALL = (6.0, 8.0, 10.0, 13.0, 17.0, 23.0, 32.0, 45.0, math.inf)
+
+
+@dataclass
+class FallFit:
+    accepted: bool
+    reason: str                 # "throw" or why not
+    t0: float = 0.0             # release time (start of the fall)
+    f0: float = 0.0             # release height, floor coordinates
+    f0_low: float = 0.0
+    f0_high: float = 0.0
+    vt: float = math.inf        # terminal speed of the fit (inf: free fall)
+    drag: bool = False
+    rms_px: float = 0.0
+    allowed_rms_px: float = 0.0
+    accel_mps2: float = 0.0     # free quadratic fit of the moving part
+    floors_fallen: float = 0.0
+    x_rms_px: float = 0.0
+    release_x: float = 0.0
+    confidence: float = 0.0
+    details: dict = field(default_factory=dict)
+
+
+def fall_distance(u: np.ndarray, vt: float, g: float) -> np.ndarray:
+    """Distance fallen (m) u seconds after release from rest (0 for u <= 0)."""
+    u = np.maximum(u, 0.0)
+    if math.isinf(vt):
+        return 0.5 * g * u * u
+    z = g * u / vt
+    # ln cosh z, stable for large z
+    return (vt * vt / g) * (z + np.log1p(np.exp(-2 * z)) - math.log(2.0))
+
+
+def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float) -> FallFit:
+    """Decide whether a track is a thrown object; fit its release."""
+    pts = track.points
+    n = len(pts)
+    if n < s.min_track_points:
+        return FallFit(False, "too_short")
+    t = np.array([p.t for p in pts])
+    x = np.array([p.x for p in pts])
+    y = np.array([p.y for p in pts])
+    F = np.asarray(cal.height_at(y), dtype=float)
+    fh = cal.floor_height_m or s.floor_height_m
+    g = s.gravity_mps2
+    fallen = float(F[: max(1, n // 5)].mean() - F[-max(1, n // 5):].mean())
+    if fallen <= 0.3 or float(F.max() - F[-1]) < 0.5 * float(F.max() - F.min()):
+        return FallFit(False, "not_down", floors_fallen=fallen)
+    if float(F.max() - F.min()) <= s.min_floors_fallen:
+        return FallFit(False, "too_few_floors", floors_fallen=float(F.max() - F.min()))
+    if track.ambiguous > s.max_ambiguous_fraction * n:
+        return FallFit(False, "group", floors_fallen=fallen)
+
+    t_rel = t - t[0]
+    # horizontal: smooth (quadratic) or erratic / swaying
+    deg = 2 if n >= 4 else 1
+    cx = np.polyfit(t_rel, x, deg)
+    x_rms = float(np.sqrt(np.mean((np.polyval(cx, t_rel) - x) ** 2)))
+    y_extent = float(y.max() - y.min())
+    allowed = s.max_fit_rms_px + s.fit_rms_rel * y_extent
+    if x_rms > s.max_x_rms_px + s.fit_rms_rel * y_extent:
+        return FallFit(False, "erratic", x_rms_px=x_rms, floors_fallen=fallen)
+
+    # vertical: grid over release time t0 and terminal speed vt
+    ppf = np.abs(np.asarray(cal.y_at(F + 0.5)) - np.asarray(cal.y_at(F - 0.5)))   # px per floor
+    w = ppf * ppf
+    dt = 1.0 / fps
+    moved = np.nonzero(F[0] - F > 0.5)[0]
+    t_moved = t_rel[moved[0]] if len(moved) else t_rel[-1]
+    t0s = np.arange(-s.max_unseen_fall_s, t_moved + dt / 2, dt / 2)
+    vts = np.array(VT_SLOW + VT_FALL)
+    U = t_rel[None, :] - t0s[:, None]                                       # (T0, n)
+    D = np.stack([fall_distance(U, vt, g) for vt in vts]) / fh             # (VT, T0, n) floors
+    target = F[None, None, :] + D                                           # each = F0 if the model holds
+    f0 = (target * w).sum(axis=2) / w.sum()                                 # (VT, T0)
+    res = (target - f0[:, :, None]) * ppf                                   # pixels
+    rms = np.sqrt(np.mean(res * res, axis=2))                               # (VT, T0)
+    i_vt, i_t0 = np.unravel_index(int(np.argmin(rms)), rms.shape)
+    best = float(rms[i_vt, i_t0])
+    vt = float(vts[i_vt])
+    slow = vts < s.drag_min_terminal_mps
+    fast_rms = np.where(slow[:, None], np.inf, rms)
+    j_vt, j_t0 = np.unravel_index(int(np.argmin(fast_rms)), rms.shape)
+    best_fast = float(fast_rms[j_vt, j_t0])
+
+    # free quadratic on the moving part, for the report (and a sanity bound)
+    t0_best = float(t0s[i_t0])
+    mv = t_rel >= t0_best
+    accel = 0.0
+    if mv.sum() >= 4:
+        c = np.polyfit(t_rel[mv], F[mv], 2, w=np.sqrt(w[mv]))
+        accel = float(-2 * c[0] * fh)
+    fit = FallFit(False, "", rms_px=best, allowed_rms_px=allowed, vt=vt, accel_mps2=accel,
+                  floors_fallen=float(F.max() - F.min()), x_rms_px=x_rms,
+                  details={"best_fast_rms_px": best_fast, "t0_rel": t0_best})
+    if best > allowed:
+        fit.reason = "not_gravity"
+        return fit
+    if vt < s.drag_min_terminal_mps and best_fast > allowed:
+        fit.reason = "too_slow"
+        return fit
+    if accel > s.accel_max_ratio * g:
+        fit.reason = "too_fast"
+        return fit
+    # accepted: use the best fit among fast terminal speeds
+    i_vt, i_t0, best = j_vt, j_t0, best_fast
+    vt = float(vts[i_vt])
+    free = vts == math.inf
+    free_rms = float(rms[free].min())
+    drag = (not math.isinf(vt)) and (free_rms > allowed or accel < s.accel_min_ratio * g)
+    ok = (fast_rms <= best * s.floor_range_rms_factor + 0.3)
+    f0s = f0[ok]
+    t0 = float(t[0] + t0s[i_t0])
+    release_x = float(np.polyval(cx, min(max(t0 - t[0], 0.0), t_rel[-1])))
+    # confidence: fit quality, floors seen, points, ambiguity
+    q_fit = 1.0 - min(1.0, best / allowed)
+    q_len = min(1.0, (fit.floors_fallen - s.min_floors_fallen) / 3.0)
+    q_pts = min(1.0, n / 25.0)
+    q_amb = 1.0 - track.ambiguous / n
+    conf = 0.35 + 0.25 * q_fit + 0.2 * q_len + 0.1 * q_pts + 0.1 * q_amb
+    fit.accepted = True
+    fit.reason = "throw"
+    fit.t0 = t0
+    fit.f0 = float(f0[i_vt, i_t0])
+    fit.f0_low, fit.f0_high = float(f0s.min()), float(f0s.max())
+    fit.vt = vt
+    fit.drag = bool(drag)
+    fit.rms_px = best
+    fit.release_x = release_x
+    fit.confidence = float(min(1.0, max(0.0, conf)))
+    return fit
