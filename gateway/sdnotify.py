@@ -38,9 +38,6 @@ STATUS_MAX_CHARS = 200
 shows one line, and the whole datagram must stay well under the manager's
 receive buffer (systemd reads at most 4 KiB per message)."""
 
-SEND_TIMEOUT_S = 1.0
-"""A send that cannot complete in this time (the manager's queue is full)
-is given up, so a stuck manager never stalls the supervisor's thread."""
 
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -87,7 +84,12 @@ class SdNotifier:
         except OSError as exc:
             log.warning("cannot open a socket for systemd notifications: %s", exc)
             return
-        sock.settimeout(SEND_TIMEOUT_S)
+        # Non-blocking: when the manager's queue is full (it is stuck; systemd
+        # gives its socket megabytes) the send fails at once instead of stalling
+        # the supervisor. poll() cannot wait for room on an unconnected unix
+        # datagram socket, so a timeout would only spin. A lost WATCHDOG=1 is
+        # sent again at the next interval.
+        sock.setblocking(False)
         self._sock = sock
         self._address = target
 
