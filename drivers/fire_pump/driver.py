@@ -167,12 +167,20 @@ class FirePumpDriver(ThreadedDriver):
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            loop.run_until_complete(self._main(stop))
+            loop.set_exception_handler(self._loop_exception)
+            loop.run_until_complete(self._amain(stop))
         finally:
             self._loop = None
             loop.close()
 
-    async def _main(self, stop: threading.Event) -> None:
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # pymodbus raises from its protocol callbacks on undecodable replies; the poll then
+        # times out and is counted. One line in the log, not a traceback.
+        exc = context.get("exception")
+        self.log.debug("modbus transport: %s", f"{type(exc).__name__}: {exc}" if exc else context.get("message"))
+        self.count("transport_errors")
+
+    async def _amain(self, stop: threading.Event) -> None:
         stopping = asyncio.Event()
         groups: dict[tuple[Any, ...], list[PanelConfig]] = {}
         for p in self.config.panels:
@@ -210,19 +218,20 @@ class FirePumpDriver(ThreadedDriver):
             for ev in comp.check(now):
                 self.ctx.emit(name, ev.type, ev.severity, ev.data, ts=ev.ts)
 
+    @staticmethod
+    def _device_state(mon: PanelMonitor) -> str:
+        if mon.comm_lost_since is not None:
+            return "comm_loss"
+        if mon.alarms or mon.not_in_auto:
+            return "alarm"
+        if mon.faults:
+            return "data_fault"
+        return "starting" if mon.polls_ok == 0 else "ok"
+
     def _update_health(self) -> None:
         worst = "ok"
         for name, mon in self.monitors.items():
-            if mon.comm_lost_since is not None:
-                state = "comm_loss"
-            elif mon.alarms or mon.not_in_auto:
-                state = "alarm"
-            elif mon.faults:
-                state = "data_fault"
-            elif mon.polls_ok == 0:
-                state = "starting"
-            else:
-                state = "ok"
+            state = self._device_state(mon)
             self.set_device_state(name, state)
             if state in ("comm_loss", "data_fault"):
                 worst = "degraded"
@@ -252,6 +261,7 @@ class FirePumpDriver(ThreadedDriver):
             self.ctx.emit(poll.name, ev.type, ev.severity, ev.data, ts=ev.ts)
         if tele is not None:
             self.ctx.telemetry(poll.name, tele, ts=ts)
+        self.set_device_state(poll.name, self._device_state(mon))
         self.progress()
 
     # -- commands --------------------------------------------------------------------

@@ -173,7 +173,7 @@ class PanelMonitor:
         demand = bool(self._demand_pt and values.get(self._demand_pt.name))
         if demand and self._demand_since is None and not self.running:
             self._demand_since = mono
-            self._pressure_before = prev.get("discharge_pressure", values.get("discharge_pressure"))
+            self._pressure_before = _low(prev.get("discharge_pressure"), values.get("discharge_pressure"))
         if self._running_pt is None or self._running_pt.name not in values:
             return out
         running = bool(values[self._running_pt.name])
@@ -184,7 +184,8 @@ class PanelMonitor:
                 start_p = self._pressure_before
             else:
                 ttr = None
-                start_p = prev.get("discharge_pressure") if not self.first else None
+                start_p = None if self.first else _low(prev.get("discharge_pressure"),
+                                                        values.get("discharge_pressure"))
             self._run = _Run(ts, mono, cause, self.mode, start_p, ttr)
             self.running = True
             self._demand_since = None
@@ -255,3 +256,9 @@ class PanelMonitor:
 
 def _avg(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 2) if xs else None
+
+
+def _low(*xs: Any) -> float | None:
+    """The lowest of the pressures known around a start: the pressure the pump started at."""
+    nums = [float(x) for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    return min(nums) if nums else None

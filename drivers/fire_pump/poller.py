@@ -254,6 +254,7 @@ class Link:
                     raise
                 nxt = due[id(panel)] + panel.period_s
                 now = time.monotonic()
-                due[id(panel)] = nxt if nxt > now else now + min(panel.period_s, 0.05)
+                # late (another panel's timeout): catch up on the missed slot, but never burst
+                due[id(panel)] = nxt if nxt > now - panel.period_s else now
         finally:
             self.drop()

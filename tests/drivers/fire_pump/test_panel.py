@@ -89,7 +89,7 @@ def test_pump_started_and_stopped_with_cause_start_pressure_and_duration():
     f.poll(discharge_pressure=5.3, start_demand=True, start_cause="pressure")
     ev = f.poll(dt=2.0, discharge_pressure=6.0, start_demand=False, pump_running=True)
     assert types(ev) == ["pump_started"]
-    assert ev[0].data == {"cause": "pressure", "mode": "auto", "start_pressure": 5.6,
+    assert ev[0].data == {"cause": "pressure", "mode": "auto", "start_pressure": 5.3,
                           "time_to_running_s": 2.0}
     assert ev[0].severity == "warning"
     f.poll(dt=30, discharge_pressure=9.5)
