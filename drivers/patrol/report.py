@@ -8,6 +8,7 @@ A round belongs to the date of its planned start in the site's time zone
     completed    rounds with every checkpoint visited
     incomplete   rounds finished with at least one checkpoint missed
     not_started  rounds whose start window closed without a start
+    unaccounted  planned rounds with none of those outcomes (gateway down, clock stepped)
     missed, late, early, out_of_order, single_guard   counts of those events
     late_minutes total minutes late
 """
@@ -37,6 +38,7 @@ class RouteDay:
     early: int = 0
     out_of_order: int = 0
     single_guard: int = 0
+    unaccounted: int = 0        # planned rounds with no outcome (gateway down, clock stepped, in progress)
     missed_checkpoints: list[str] = field(default_factory=list)
 
 
@@ -92,6 +94,8 @@ def day_report(records: Iterable[dict[str, Any]], day: date, plan: Plan | None) 
     if plan is None:
         for rid, keys in seen_rounds.items():
             routes[rid].planned = len(keys)
+    for r in routes.values():
+        r.unaccounted = max(0, r.planned - r.completed - r.incomplete - r.not_started)
     return dict(sorted(routes.items()))
 
 
@@ -109,10 +113,10 @@ def format_report(day: date, routes: dict[str, RouteDay], tz: str) -> str:
     if not routes:
         lines.append("  no routes planned and no rounds recorded")
     header = ("route", "planned", "completed", "incomplete", "not started", "missed", "late", "late min",
-              "early", "order", "lone")
+              "early", "order", "lone", "unknown")
     rows = [header] + [(r.route, str(r.planned), str(r.completed), str(r.incomplete), str(r.not_started),
                         str(r.missed), str(r.late), f"{r.late_minutes:g}", str(r.early),
-                        str(r.out_of_order), str(r.single_guard)) for r in routes.values()]
+                        str(r.out_of_order), str(r.single_guard), str(r.unaccounted)) for r in routes.values()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))

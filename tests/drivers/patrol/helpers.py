@@ -88,5 +88,22 @@ def load(tmp: Path, registry: str = REGISTRY, plan: str = PLAN) -> tuple[Registr
     return reg, pl
 
 
+def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
+    """Poll with a deadline (no sleeping as synchronisation)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def reader_up(driver, name: str, timeout: float = 5.0) -> None:
+    wait_for(lambda: driver.health().devices.get(name) == "ok", timeout, f"reader {name} open")
+
+
 def local(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, s, tzinfo=ZoneInfo(TZ))
