@@ -391,7 +391,8 @@ class FirePumpSim(SimDevice):
         if self.garbage == "exception" and self._garbage_on(now):
             return ExcCodes(self.garbage_code)
         with self.lock:
-            self.requests.append((now, fc, address))
+            if self.offline_until is None or now >= self.offline_until:
+                self.requests.append((now, fc, address))
             if len(self.requests) > 20000:
                 del self.requests[:10000]
             if fc in (1, 2, 5, 15):
