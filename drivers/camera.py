@@ -304,13 +304,16 @@ class CameraWorker(threading.Thread):
 
     def loop(self) -> None:
         delay = self.cam.reconnect_seconds
+        retry_at = 0.0
         while not self.stop_event.is_set():
             self.driver.progress()
             if self.source is None:
-                if not self.open_source():
-                    self.idle()
-                    self.stop_event.wait(delay)
-                    delay = min(60.0, delay * 2)
+                if time.monotonic() < retry_at or not self.open_source():
+                    if time.monotonic() >= retry_at:
+                        retry_at = time.monotonic() + delay
+                        delay = min(60.0, delay * 2)
+                    self.idle()   # keeps the no-frames clock and telemetry going while waiting
+                    self.stop_event.wait(min(0.25, max(0.0, retry_at - time.monotonic())))
                     continue
                 delay = self.cam.reconnect_seconds
             try:
