@@ -21,7 +21,7 @@ from typing import Any, Callable, TextIO
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.configfile import ConfigError, Problem
@@ -57,8 +57,13 @@ class EventPrinter:
         self.on_event = on_event
         self.count = 0
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anfang-sim-printer-{random.randrange(1 << 30)}")
+        # A persistent session (clean_session false), so that events the gateway forwards
+        # while the printer is still reconnecting after a broker outage are kept for it.
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anfang-sim-printer-{random.randrange(1 << 30)}",
+                                  protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
+        self._subscribed = threading.Event()
         self.client.on_connect = lambda c, *_a: c.subscribe(f"{prefix}/event/#", qos=1)
+        self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 2)
         self.host, self.port = host, port
@@ -74,6 +79,9 @@ class EventPrinter:
             self.out.flush()
         if self.on_event:
             self.on_event(event)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=15)
@@ -131,7 +139,7 @@ class SimRun:
                     raise ConfigError([Problem("--broker", f"not a broker URL: {self.broker_url!r}")])
                 host, port = u.hostname, u.port or 1883
             else:
-                self.broker = LocalBroker(workdir=self.state_dir / "broker")
+                self.broker = LocalBroker(workdir=self.state_dir / "broker", persistent=True)
                 self.broker.workdir.mkdir(parents=True, exist_ok=True)
                 self.broker.start()
                 host, port = self.broker.host, self.broker.port
@@ -140,6 +148,7 @@ class SimRun:
             printer = EventPrinter(host, port, config.topic_prefix, self.out) if self.print_events else None
             if printer:
                 printer.start()
+                printer.wait_subscribed(10)
             for dev in self.devices.values():
                 dev.start()
             self.supervisor = Supervisor(config, resources=self.world.resources)
