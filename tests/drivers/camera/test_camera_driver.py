@@ -197,3 +197,14 @@ def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_pat
 
 def alarm_duration(d: dict[str, Any]) -> float:
     return float(d["duration_s"])
+
+
+def test_the_shipped_example_is_a_valid_config() -> None:
+    import tomllib
+    path = Path(__file__).resolve().parents[3] / "examples" / "camera.toml"
+    problems = Problems()
+    cfg = CameraDriver.parse_config(tomllib.loads(path.read_text()), problems, path.parent)
+    assert not problems, [str(p) for p in problems.items]
+    cam = cfg.cameras[0]
+    assert cam.source.type == "v4l2" and cam.calibration.max_floor == 18
+    assert (cam.evidence.pre_seconds, cam.evidence.post_seconds, cam.evidence.keep_days) == (3.0, 3.0, 15.0)
