@@ -20,7 +20,7 @@ a new pty behind the same link.
 Guards walk the route, two together at night (`two_guards`), with
 configurable lateness (`late_probability`, `late_seconds`), skipped checkpoints
 (`skip_probability`) and lone night rounds (`lone_probability`). Rounds are
-planned every minute so rounds start and complete all through a run.
+planned every minute for three hours so rounds start and complete all through a run.
 
 Params: readers (list of types, default ["em4100", "wiegand", "pn532", "em4100"]),
 leg_seconds (2.0), max_leg_seconds (12), two_guards (true), noise (0.2: share
@@ -277,6 +277,7 @@ class PatrolSim(SimDevice):
             cp = f"{self.name}-checkpoint-{i + 1}"
             checkpoints.append(cp)
             if rtype == "wiegand":
+                self._ensure_factory()        # the driver finds it in world.resources
                 d0, d1 = self._pins_next, self._pins_next + 1
                 self._pins_next += 2
                 readers.append({"name": rname, "type": "wiegand", "d0": d0, "d1": d1})
@@ -296,14 +297,14 @@ class PatrolSim(SimDevice):
             reg += ["[[checkpoint]]", f'id = "{cp}"', f'place = "Simulated {cp}"', f'reader = "{rname}"']
         (self.folder / "registry.toml").write_text("\n".join(reg) + "\n", encoding="utf-8")
         now = datetime.now(ZoneInfo(self.timezone)).replace(second=0, microsecond=0)
-        starts = sorted({(now + timedelta(minutes=m)).strftime("%H:%M") for m in range(1, 24 * 60, 1)})
+        starts = sorted({(now + timedelta(minutes=m)).strftime("%H:%M") for m in range(1, 3 * 60)})
         plan = [
             "[[route]]", f'id = "{self.name}-route"', f'name = "Simulated round of {self.name}"',
             "checkpoints = [" + ", ".join(f'"{c}"' for c in checkpoints) + "]",
             f"max_minutes = {self.max_leg_seconds / 60:.3f}", "min_minutes = 0", "late_grace_minutes = 0.1",
             "[[schedule]]", f'name = "{self.name}-every-minute"', f'route = "{self.name}-route"',
             "starts = [" + ", ".join(f'"{s}"' for s in starts) + "]",
-            "start_window_minutes = 1", "early_minutes = 0.5",
+            "start_window_minutes = 1", "early_minutes = 0",
             f"two_guards = {'true' if self.two_guards else 'false'}", "pair_seconds = 5",
         ]
         (self.folder / "plan.toml").write_text("\n".join(plan) + "\n", encoding="utf-8")

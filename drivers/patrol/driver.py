@@ -191,8 +191,13 @@ class PatrolDriver(Driver):
         for rc in self.config.readers:
             self.set_device_state(rc.name, "starting")
             if rc.type == "wiegand":
-                factory = self._pin_factory()
-                r: Any = WiegandReader(rc.name, factory, rc.d0, rc.d1, rc.gap_ms / 1000, self.ctx.clock, self.sink)
+                try:
+                    factory = self._pin_factory()
+                    r: Any = WiegandReader(rc.name, factory, rc.d0, rc.d1, rc.gap_ms / 1000, self.ctx.clock,
+                                           self.sink)
+                except Exception as exc:   # no GPIO here, pin in use: this reader is down, the rest work
+                    self.sink.fault(rc.name, f"GPIO d0={rc.d0} d1={rc.d1}", f"{type(exc).__name__}: {exc}")
+                    continue
                 self.set_device_state(rc.name, "ok")
             elif rc.type == "pn532":
                 r = Pn532Reader(rc.name, rc.port, rc.baud, self.ctx.clock, self.sink, poll_interval=rc.poll_ms / 1000)
@@ -203,7 +208,10 @@ class PatrolDriver(Driver):
         self._thread = threading.Thread(target=self._main, name=f"driver-{self.name}", daemon=True)
         self._thread.start()
         for r in self.readers:
-            r.start()
+            try:
+                r.start()
+            except Exception as exc:      # e.g. a pin that cannot be set up
+                self.sink.fault(r.name, "GPIO", f"{type(exc).__name__}: {exc}")
 
     def _pin_factory(self) -> Any:
         factory = self.ctx.resources.get("gpio_pin_factory")
