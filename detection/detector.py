@@ -20,7 +20,7 @@ State is bounded: one float32 and two int16/uint8 frames, at most
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ class ThrowDetector:
         self._last_global = False
         self._stats: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
+        self.rejections: deque[dict[str, Any]] = deque(maxlen=50)   # recent long rejected tracks, for tuning
         self.last_level = 0.0
         self.last_blobs = 0
 
@@ -206,6 +207,15 @@ class ThrowDetector:
             fit = judge_track(tr, self.cal, self.s, self.fps)
             if not fit.accepted:
                 self._rejected[fit.reason] += 1
+                if len(tr.points) >= self.s.min_track_points:
+                    self.rejections.append({
+                        "reason": fit.reason, "t_start": round(tr.t_first, 3), "t_end": round(tr.t_last, 3),
+                        "points": len(tr.points), "floors_fallen": round(fit.floors_fallen, 2),
+                        "rms_px": round(fit.rms_px, 2), "allowed_rms_px": round(fit.allowed_rms_px, 2),
+                        "accel_mps2": round(fit.accel_mps2, 2), "x_rms_px": round(fit.x_rms_px, 2),
+                        "terminal_speed_mps": None if math.isinf(fit.vt) else fit.vt,
+                        "start_xy": [round(tr.points[0].x), round(tr.points[0].y)],
+                        "end_xy": [round(tr.points[-1].x), round(tr.points[-1].y)], **fit.details})
                 continue
             self._stats["throws"] += 1
             out.append(self._detection(tr, fit))

@@ -287,6 +287,8 @@ class VideoSource(FrameSource):
         self._pacer: _Pacer | None = None
         self._t0: float | None = None
         self._n = 0
+        self._offset = 0.0                 # time already played by earlier loops of a file
+        self._last_t: float | None = None
 
     def open(self) -> None:
         try:
@@ -308,6 +310,8 @@ class VideoSource(FrameSource):
         self._pacer = _Pacer(self.fps, self.opts.realtime and not self.opts.live)
         self._t0 = None
         self._n = 0
+        self._offset = 0.0
+        self._last_t = None
 
     def read(self) -> Frame | None:
         if self._frames is None or self._pacer is None:
@@ -319,8 +323,10 @@ class VideoSource(FrameSource):
             if self.opts.live:
                 raise SourceError(f"{self.opts.url}: stream ended") from None
             if self.opts.loop:
+                offset = self._offset + (self._last_t or 0.0) + 1.0 / self.fps
                 self.close()
                 self.open()
+                self._offset = offset
                 return None
             raise EndOfSource(self.opts.url) from None
         except (av.FFmpegError, OSError) as exc:
@@ -332,6 +338,8 @@ class VideoSource(FrameSource):
         if self._t0 is None:
             self._t0 = t_media
         t = t_media - self._t0
+        self._last_t = t
+        t += self._offset
         self._n += 1
         self._pacer.wait(t)
         gray_w = self.opts.analysis_width if 0 < self.opts.analysis_width < vf.width else vf.width

@@ -26,18 +26,20 @@ HAVE_SCIPY = _ndimage is not None
 
 # -- contrast normalisation ---------------------------------------------------------------
 def contrast_lut(frame: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0,
-                 max_gain: float = 4.0, step: int = 8) -> np.ndarray:
-    """A 256-entry uint8 table stretching [low_pct, high_pct] of the frame to [0, 255].
+                 max_gain: float = 4.0, step: int = 8, headroom: int = 48) -> np.ndarray:
+    """A 256-entry uint8 table stretching [low_pct, high_pct] of the frame to [headroom, 255 - headroom].
 
-    Percentiles come from a sparse grid (every `step`-th pixel); the gain is
-    capped at max_gain so a near-uniform frame is not amplified into noise.
+    Percentiles come from a sparse grid (every `step`-th pixel). The headroom
+    keeps objects darker or brighter than the scene from being clipped (a
+    dark bag in front of a dark window must stay visible); the gain is at
+    least 1 (never lose contrast) and at most max_gain (a black frame, a
+    covered lens, is not blown up into noise).
     """
     sample = frame[::step, ::step]
-    lo, hi = np.percentile(sample, [low_pct, high_pct])
-    span = max(float(hi - lo), 255.0 / max_gain, 1.0)
-    centre = (float(lo) + float(hi)) / 2.0
-    lo = centre - span / 2.0
-    levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / span)
+    lo, hi = (float(v) for v in np.percentile(sample, [low_pct, high_pct]))
+    gain = min(max_gain, max(1.0, (255.0 - 2 * headroom) / max(hi - lo, 1.0)))
+    centre = (lo + hi) / 2.0
+    levels = (np.arange(256, dtype=np.float32) - centre) * gain + 127.5
     return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
 
 
@@ -290,14 +292,17 @@ def blobs_from_mask(mask: np.ndarray, pooled: np.ndarray, factor: int, *, min_ce
 
 
 def refine_centroid(diff: np.ndarray, blob: Blob, level: float) -> None:
-    """Move the blob's centroid to the difference-weighted centre of its full-resolution pixels above level."""
+    """Move the blob's centroid to the centre of its full-resolution pixels above level.
+
+    Every pixel counts the same: weighting by the difference would pull the
+    centre towards whatever bright background the object happens to cover.
+    """
     patch = diff[blob.y0:blob.y1, blob.x0:blob.x1]
     if patch.size == 0:
         return
-    w = patch.astype(np.float32) - level
-    np.maximum(w, 0, out=w)
-    total = float(w.sum())
-    if total <= 0:
+    on = patch > level
+    total = int(np.count_nonzero(on))
+    if total == 0:
         return
-    blob.x = blob.x0 + float((w.sum(axis=0) * np.arange(patch.shape[1])).sum()) / total
-    blob.y = blob.y0 + float((w.sum(axis=1) * np.arange(patch.shape[0])).sum()) / total
+    blob.x = blob.x0 + float((on.sum(axis=0) * np.arange(patch.shape[1])).sum()) / total
+    blob.y = blob.y0 + float((on.sum(axis=1) * np.arange(patch.shape[0])).sum()) / total

@@ -11,7 +11,8 @@ For every (t0, vt) on a grid the best F0 is a weighted mean (weights =
 pixels per floor squared, so residuals are in pixels); the best grid point
 is the fit. A track is a throw when it goes down over more than
 `min_floors_fallen` floors, its x is smooth, the fit is within
-`max_fit_rms_px`, its start lies at most `max_unseen_fall_s` before the first
+`max_fit_rms_px` (the fit also allows a small vertical throw speed and
+the perspective of an object thrown towards the camera), its start lies at most `max_unseen_fall_s` before the first
 detection, and its terminal speed is that of a thrown thing, not a leaf.
 Reasons for rejection are short strings counted in the detector's stats.
 """
@@ -99,12 +100,34 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     moved = np.nonzero(F[0] - F > 0.5)[0]
     t_moved = t_rel[moved[0]] if len(moved) else t_rel[-1]
     t0s = np.arange(-s.max_unseen_fall_s, t_moved + dt / 2, dt / 2)
+
     vts = np.array(VT_SLOW + VT_FALL)
-    U = t_rel[None, :] - t0s[:, None]                                       # (T0, n)
-    D = np.stack([fall_distance(U, vt, g) for vt in vts]) / fh             # (VT, T0, n) floors
-    target = F[None, None, :] + D                                           # each = F0 if the model holds
-    f0 = (target * w).sum(axis=2) / w.sum()                                 # (VT, T0)
-    res = (target - f0[:, :, None]) * ppf                                   # pixels
+    U = np.maximum(t_rel[None, :] - t0s[:, None], 0.0)                     # (T0, n) time since release
+    D = np.stack([fall_distance(U, vt, g) for vt in vts]) / fh             # (VT, T0, n) floors fallen
+    # F_obs + D = F0 + v0 * u + beta * u * (F_obs - F_cam): v0 a small vertical throw speed,
+    # beta = (speed towards the camera) / distance, the perspective of an object thrown out
+    f_cam = cal.min_floor - 0.5
+    target = F[None, None, :] + D
+    r1 = np.broadcast_to(U[None], D.shape)
+    r2 = np.broadcast_to((U * (F - f_cam)[None, :])[None], D.shape)
+    sw = w.sum()
+    # weighted normal equations for (F0, v0, beta), all grid points at once
+    def wsum(a: np.ndarray) -> np.ndarray:
+        return (a * w).sum(axis=-1)
+    m11, m12, m13 = sw, wsum(r1), wsum(r2)
+    m22, m23, m33 = wsum(r1 * r1), wsum(r1 * r2), wsum(r2 * r2)
+    b1, b2, b3 = wsum(target), wsum(target * r1), wsum(target * r2)
+    M = np.stack([np.stack([np.broadcast_to(m11, m12.shape), m12, m13], -1),
+                  np.stack([m12, m22, m23], -1), np.stack([m13, m23, m33], -1)], -2)
+    M = M + np.eye(3) * 1e-9
+    B = np.stack([b1, b2, b3], -1)[..., None]
+    sol = np.linalg.solve(M, B)[..., 0]                                      # (VT, T0, 3)
+    v0_max = s.max_initial_speed_mps / fh
+    v0 = np.clip(sol[..., 1], -v0_max, v0_max)
+    beta = np.clip(sol[..., 2], 0.0, s.max_approach_rate)
+    rest = target - v0[..., None] * r1 - beta[..., None] * r2
+    f0 = (rest * w).sum(axis=2) / sw                                        # (VT, T0)
+    res = (rest - f0[:, :, None]) * ppf                                     # pixels
     rms = np.sqrt(np.mean(res * res, axis=2))                               # (VT, T0)
     i_vt, i_t0 = np.unravel_index(int(np.argmin(rms)), rms.shape)
     best = float(rms[i_vt, i_t0])
@@ -114,16 +137,21 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     j_vt, j_t0 = np.unravel_index(int(np.argmin(fast_rms)), rms.shape)
     best_fast = float(fast_rms[j_vt, j_t0])
 
-    # free quadratic on the moving part, for the report (and a sanity bound)
+    # free quadratic on the early moving part (before drag could matter much):
+    # a fall speeds up from rest; snow and drifting things come in at a steady speed
     t0_best = float(t0s[i_t0])
-    mv = t_rel >= t0_best
+    t_early = min(1.5, max(0.6, (vt / g) if not math.isinf(vt) else 1.5))
+    mv = (t_rel >= t0_best - dt) & (t_rel <= t0_best + t_early)
+    if mv.sum() < 5:
+        mv = t_rel >= t0_best - dt
     accel = 0.0
     if mv.sum() >= 4:
         c = np.polyfit(t_rel[mv], F[mv], 2, w=np.sqrt(w[mv]))
         accel = float(-2 * c[0] * fh)
     fit = FallFit(False, "", rms_px=best, allowed_rms_px=allowed, vt=vt, accel_mps2=accel,
                   floors_fallen=float(F.max() - F.min()), x_rms_px=x_rms,
-                  details={"best_fast_rms_px": best_fast, "t0_rel": t0_best})
+                  details={"best_fast_rms_px": best_fast, "t0_rel": t0_best,
+                           "v0_mps": float(v0[i_vt, i_t0] * fh), "approach_per_s": float(beta[i_vt, i_t0])})
     if best > allowed:
         fit.reason = "not_gravity"
         return fit
@@ -132,6 +160,9 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
         return fit
     if accel > s.accel_max_ratio * g:
         fit.reason = "too_fast"
+        return fit
+    if accel < s.min_accel_ratio_drag * g:
+        fit.reason = "no_acceleration"
         return fit
     # accepted: use the best fit among fast terminal speeds
     i_vt, i_t0, best = j_vt, j_t0, best_fast

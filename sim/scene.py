@@ -229,7 +229,8 @@ def _render_base(spec: SceneSpec, cam: _Camera, margin: int, rng: np.random.Gene
 
 # -- drawing helpers ------------------------------------------------------------------------------------
 def _coverage_1d(c: float, half: float, lo: int, hi: int) -> np.ndarray:
-    i = np.arange(lo, hi, dtype=np.float32)
+    # pixel i covers [i - 0.5, i + 0.5): coordinates are pixel centres, as the detector reports them
+    i = np.arange(lo, hi, dtype=np.float32) - 0.5
     return np.clip(np.minimum(i + 1, c + half) - np.maximum(i, c - half), 0, 1)
 
 
