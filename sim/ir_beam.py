@@ -25,7 +25,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from sim.base import SimDevice, SimWorld, UnknownAction
 
-PIN_POOL = (5, 6, 12, 13, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 4, 7, 8, 9, 10, 11, 14, 15)
+PIN_POOL = tuple(range(27, 3, -1))   # from the top: other simulated families count up from 5
 RESOURCE_KEY = "gpio_pin_factory"
 
 
