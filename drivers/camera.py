@@ -320,6 +320,8 @@ class CameraWorker(threading.Thread):
                 frame = self.source.read()
             except EndOfSource:
                 self.ended()
+                while not self.stop_event.wait(1.0):   # a finished clip is not a hung driver
+                    self.driver.progress()
                 return
             except SourceError as exc:
                 self.driver.log.warning("camera %s: %s", self.cam.name, exc)
@@ -377,7 +379,12 @@ class CameraWorker(threading.Thread):
     def process(self, frame: Frame) -> None:
         started = time.perf_counter()
         now = self.ctx.clock.monotonic()
-        if self.wall0 is None or (self.last_t is not None and frame.t < self.last_t):
+        if self.last_t is not None and frame.t <= self.last_t:
+            if frame.t > self.last_t - 1.0:   # a repeated or jittered timestamp: skip that frame
+                self.driver.count("frames_out_of_order")
+                return
+            self.restart_timeline()
+        if self.wall0 is None:
             self.wall0 = self.ctx.clock.now() - timedelta(seconds=frame.t)   # taken at the edge
             self.mono0 = now - frame.t
         self.last_t = frame.t
@@ -399,6 +406,18 @@ class CameraWorker(threading.Thread):
         self._busy += busy
         self._tele_busy += busy
         self.telemetry()
+
+    def restart_timeline(self) -> None:
+        """The source's clock went back (a reconnected stream starts at 0): start afresh."""
+        fps = self.source.fps if self.source else 25.0
+        for rec in self.recordings:
+            self.writer.submit(self, rec, fps)
+        self.recordings = []
+        self.finish_native(force=True)
+        self.ring.clear()
+        self.detector = None
+        self.wall0 = None
+        self.last_t = None
 
     def ensure_detector(self, gray: np.ndarray) -> Any:
         size = (gray.shape[1], gray.shape[0])

@@ -195,3 +195,17 @@ def test_synthetic_feed_missing_from_resources() -> None:
     with pytest.raises(SourceError, match="cam-1"):
         open_source(cfg, {})
     assert isinstance(open_source(cfg, {"camera_feeds": {"cam-1": _Feed()}}), SyntheticSource)
+
+
+def test_looping_video_file_keeps_time_going_forward(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    path = write_clip(tmp_path / "v", [np.full((32, 32), 50 * i, np.uint8) for i in range(3)], 10)
+    src = VideoSource(VideoOptions(url=str(path), loop=True, color=False))
+    src.open()
+    ts = []
+    while len(ts) < 7:
+        f = src.read()
+        if f is not None:
+            ts.append(f.t)
+    src.close()
+    assert ts == pytest.approx([i / 10 for i in range(7)], abs=1e-3)
