@@ -257,11 +257,11 @@ class FirePumpDriver(ThreadedDriver):
             else:
                 events = mon.poll_failed(result.reason, ts, mono)
                 tele = None
+        self.set_device_state(poll.name, self._device_state(mon))
         for ev in events:
             self.ctx.emit(poll.name, ev.type, ev.severity, ev.data, ts=ev.ts)
         if tele is not None:
             self.ctx.telemetry(poll.name, tele, ts=ts)
-        self.set_device_state(poll.name, self._device_state(mon))
         self.progress()
 
     # -- commands --------------------------------------------------------------------
