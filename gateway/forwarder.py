@@ -120,6 +120,7 @@ class Forwarder:
         self._session: _Session | None = None
         self._next_health = 0.0
         self._logged_error = ""
+        self._waiting = False
         store.add_listener(self._wake)
 
     # -- life cycle ------------------------------------------------------
@@ -207,7 +208,8 @@ class Forwarder:
 
         def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _props: Any = None) -> None:
             sess.pubacks.append((mid, rc))
-            self.wake()
+            if self._waiting:       # wake the forwarder only if it sleeps (a lock per ack is costly)
+                self.wake()
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
             if self.on_command is None:
@@ -369,9 +371,11 @@ class Forwarder:
                     client.publish(self._topic("health"), json.dumps(self.health_source()).encode(),
                                    qos=1, retain=True)
                 with self._wake:
+                    self._waiting = True    # set before the checks: a PUBACK after them will wake us
                     if not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set() \
                             and (room <= 0 or not self.store.read_after(last_sent, 1)):
                         self._wake.wait(TURN_SECONDS)
+                    self._waiting = False
         finally:
             # resume at the oldest event not acknowledged
             while sess.pubacks:

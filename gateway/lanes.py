@@ -99,6 +99,7 @@ class EvidenceSpool:
         self.dropped = 0
         for tmp in self.folder.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
+        self._pending = self._scan()     # kept in memory: the forwarder asks every turn
 
     def add(self, event_id: str, source: Path, content_type: str) -> EvidenceItem:
         """Copy `source` into the spool; the item is visible only once complete."""
@@ -113,13 +114,19 @@ class EvidenceSpool:
         tmp_meta = self.folder / (base + ".json.tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, meta_path)
+        item = EvidenceItem(data_path, meta_path, event_id, source.name, content_type, data_path.stat().st_size)
+        with self._lock:
+            self._pending.append(item)
         self._enforce_cap()
-        return EvidenceItem(data_path, meta_path, event_id, source.name, content_type, data_path.stat().st_size)
+        return item
 
     def items(self) -> list[EvidenceItem]:
-        out = []
         with self._lock:
-            metas = sorted(self.folder.glob("*.json"))
+            return list(self._pending)
+
+    def _scan(self) -> list[EvidenceItem]:
+        out = []
+        metas = sorted(self.folder.glob("*.json"))
         for meta_path in metas:
             data_path = meta_path.with_suffix("")
             try:
@@ -135,13 +142,15 @@ class EvidenceSpool:
         return out
 
     def next(self) -> EvidenceItem | None:
-        items = self.items()
-        return items[0] if items else None
+        with self._lock:
+            return self._pending[0] if self._pending else None
 
     def done(self, item: EvidenceItem) -> None:
         with self._lock:
             item.meta_path.unlink(missing_ok=True)
             item.path.unlink(missing_ok=True)
+            if item in self._pending:
+                self._pending.remove(item)
 
     def _enforce_cap(self) -> None:
         items = self.items()

@@ -1,0 +1,239 @@
+"""Store-and-forward benchmarks against a real local mosquitto.
+
+Figures (issue 2):
+- sustained throughput, emit() -> committed (synchronous=FULL) -> PUBACK -> deleted,
+  against raw paho-mqtt QoS 1 publishing the same payloads to the same broker;
+- latency from emit() to a subscriber's receipt at a steady 200 events/s (p50, p99);
+- draining a backlog of 100,000 events after an outage, against the sustained rate;
+- idle cost of `anfang run` with no devices: CPU share of one core and resident
+  memory, against a bare Python interpreter started the same way.
+
+    .venv/bin/python -m tests.benchmarks.bench_forwarder [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from gateway.clock import SystemClock
+from gateway.config import MqttConfig
+from gateway.events import EventDraft
+from gateway.forwarder import Forwarder
+from gateway.lanes import EvidenceSpool, TelemetryLane
+from gateway.store import EventStore
+from sim.broker import LocalBroker
+from tests.benchmarks.common import Figure, main
+
+CLOCK = SystemClock()
+PREFIX = "anfang/v1/bench/gw1"
+
+
+def sample_payload() -> bytes:
+    ev = EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm", ts=CLOCK.now(),
+                    data={"zone": "north", "duration_ms": 420, "armed": True})
+    from gateway.events import number
+    return number(ev, 123456, "bench", "gw1").to_json()
+
+
+def raw_paho_rate(broker: LocalBroker, n: int, inflight: int) -> float:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    acked = [0]
+
+    def on_publish(*_a: object) -> None:
+        acked[0] += 1
+        if acked[0] >= n:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    payload = sample_payload()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        client.publish(f"{PREFIX}/event/ir_beam/north-wall-1", payload, qos=1)
+    done.wait(300)
+    dt = time.perf_counter() - t0
+    client.loop_stop()
+    client.disconnect()
+    return n / dt
+
+
+def make_pipeline(broker: LocalBroker, state: Path) -> tuple[EventStore, Forwarder]:
+    store = EventStore(state / "events.db", site="bench", gateway="gw1")
+    cfg = MqttConfig(host=broker.host, port=broker.port, inflight=200, health_interval=3600)
+    fwd = Forwarder(cfg, PREFIX, store, TelemetryLane(), EvidenceSpool(state / "spool"), site="bench", gateway="gw1")
+    return store, fwd
+
+
+def wait_drained(store: EventStore, fwd: Forwarder, last_seq: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while fwd.stats.last_seq_acked < last_seq and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def ours_rate(broker: LocalBroker, n: int, emitters: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        store, fwd = make_pipeline(broker, Path(tmp))
+        fwd.start()
+        while not fwd.stats.connected:
+            time.sleep(0.01)
+        per = n // emitters
+
+        def emitter(k: int) -> None:
+            for i in range(per):
+                store.append(EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm",
+                                        ts=CLOCK.now(), data={"zone": "north", "duration_ms": 420, "armed": True}))
+
+        threads = [threading.Thread(target=emitter, args=(k,)) for k in range(emitters)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_drained(store, fwd, per * emitters)
+        dt = time.perf_counter() - t0
+        fwd.stop()
+        store.close()
+        return per * emitters / dt
+
+
+def latency(broker: LocalBroker, rate: float, seconds: float) -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store, fwd = make_pipeline(broker, Path(tmp))
+        sent: dict[int, float] = {}
+        got: dict[int, float] = {}
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        ready = threading.Event()
+        sub.on_subscribe = lambda *_a: ready.set()
+        import json
+
+        def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+            got.setdefault(json.loads(msg.payload)["seq"], time.perf_counter())
+
+        sub.on_message = on_message
+        sub.connect(broker.host, broker.port)
+        sub.loop_start()
+        sub.subscribe(f"{PREFIX}/event/#", qos=1)
+        ready.wait(10)
+        fwd.start()
+        while not fwd.stats.connected:
+            time.sleep(0.01)
+        period = 1.0 / rate
+        n = int(rate * seconds)
+        t_next = time.perf_counter()
+        for _ in range(n):
+            now = time.perf_counter()
+            if now < t_next:
+                time.sleep(t_next - now)
+            t_next += period
+            t = time.perf_counter()
+            ev = store.append(EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm",
+                                         ts=CLOCK.now(), data={"i": 1}))
+            sent[ev.seq] = t
+        deadline = time.monotonic() + 30
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        lat = sorted((got[s] - sent[s]) * 1000 for s in sent if s in got)
+        sub.loop_stop()
+        fwd.stop()
+        store.close()
+        p50 = statistics.median(lat)
+        p99 = lat[int(len(lat) * 0.99) - 1]
+        return p50, p99, len(lat) / n
+
+
+def backlog_drain(broker: LocalBroker, n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        store, fwd = make_pipeline(broker, Path(tmp))
+        batch = [EventDraft(cls="fire_pump", device="pump-1", type="pressure_low", severity="warning",
+                            ts=CLOCK.now(), data={"bar": 5.1}) for _ in range(1000)]
+        for _ in range(n // 1000):
+            store.append_many([EventDraft(cls=d.cls, device=d.device, type=d.type, severity=d.severity,
+                                          ts=d.ts, data=d.data) for d in batch])
+        last = store.last_seq
+        t0 = time.perf_counter()
+        fwd.start()            # the outage ends
+        wait_drained(store, fwd, last)
+        dt = time.perf_counter() - t0
+        fwd.stop()
+        store.close()
+        return n / dt
+
+
+def _proc_cpu_and_rss(pid: int) -> tuple[float, float]:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_kb = 0
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+    return cpu, rss_kb / 1024
+
+
+def idle_cost(broker: LocalBroker, seconds: float) -> tuple[float, float, float, float]:
+    """(gateway %core, gateway RSS MB, bare python %core, bare python RSS MB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "gw.toml"
+        cfg.write_text(f'[gateway]\nsite = "bench"\nid = "gw1"\nstate_dir = "{tmp}/state"\n'
+                       f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
+        procs = {
+            "gateway": subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            "bare": subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]),
+        }
+        time.sleep(5)   # let start-up finish before measuring idle
+        start = {k: _proc_cpu_and_rss(p.pid) for k, p in procs.items()}
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        end = {k: _proc_cpu_and_rss(p.pid) for k, p in procs.items()}
+        wall = time.monotonic() - t0
+        for p in procs.values():
+            p.terminate()
+            p.wait(10)
+        g = (end["gateway"][0] - start["gateway"][0]) / wall * 100
+        b = (end["bare"][0] - start["bare"][0]) / wall * 100
+        return g, end["gateway"][1], b, end["bare"][1]
+
+
+def run(quick: bool = False) -> list[Figure]:
+    n = 10_000 if quick else 40_000
+    figures: list[Figure] = []
+    with LocalBroker() as broker:
+        raw = raw_paho_rate(broker, n, 200)
+        ours = ours_rate(broker, n, emitters=8)
+        figures.append(Figure("store-and-forward throughput (8 emitters, synchronous=FULL)", ours, "msg/s",
+                              raw, "raw paho QoS 1", ">= 0.8 x raw paho", ours / raw >= 0.8))
+        p50, p99, frac = latency(broker, 200, 5 if quick else 20)
+        figures.append(Figure("emit -> subscriber latency p50 @200 ev/s", p50, "ms"))
+        figures.append(Figure("emit -> subscriber latency p99 @200 ev/s", p99, "ms", target="<= 25 ms",
+                              ok=p99 <= 25 and frac == 1.0))
+        backlog = 20_000 if quick else 100_000
+        drain = backlog_drain(broker, backlog)
+        figures.append(Figure(f"backlog drain ({backlog:,} events after an outage)", drain, "msg/s", ours,
+                              "sustained store-and-forward", ">= sustained rate", drain >= 0.9 * ours))
+        g_cpu, g_rss, b_cpu, b_rss = idle_cost(broker, 10 if quick else 30)
+        figures.append(Figure("idle CPU, anfang run without devices", g_cpu, "%core", b_cpu, "bare python",
+                              "< 1 %core", g_cpu < 1.0))
+        figures.append(Figure("idle resident memory, anfang run", g_rss, "MB", b_rss, "bare python",
+                              "< 60 MB", g_rss < 60))
+    return figures
+
+
+if __name__ == "__main__":
+    main(run)
