@@ -94,11 +94,12 @@ class ChatterDetector:
         return False
 
     def edge_rate(self) -> float:
-        """Edges per second over the edges remembered (for the report)."""
+        """Edges per second over the newest half of the edges remembered (for the report)."""
         t = self._times
-        if len(t) < 2 or t[-1] <= t[0]:
+        k = max(2, len(t) // 2)
+        if len(t) < k or t[-1] <= t[-k]:
             return 0.0
-        return (len(t) - 1) / (t[-1] - t[0])
+        return (k - 1) / (t[-1] - t[-k])
 
     def poll(self, now: float) -> bool:
         """True exactly when a chatter episode ends (no edge for `quiet_s`)."""
