@@ -297,7 +297,7 @@ class PatrolSim(SimDevice):
             reg += ["[[checkpoint]]", f'id = "{cp}"', f'place = "Simulated {cp}"', f'reader = "{rname}"']
         (self.folder / "registry.toml").write_text("\n".join(reg) + "\n", encoding="utf-8")
         now = datetime.now(ZoneInfo(self.timezone)).replace(second=0, microsecond=0)
-        starts = sorted({(now + timedelta(minutes=m)).strftime("%H:%M") for m in range(1, 3 * 60)})
+        starts = sorted({(now + timedelta(minutes=m)).strftime("%H:%M") for m in range(0, 3 * 60)})
         plan = [
             "[[route]]", f'id = "{self.name}-route"', f'name = "Simulated round of {self.name}"',
             "checkpoints = [" + ", ".join(f'"{c}"' for c in checkpoints) + "]",

@@ -86,7 +86,7 @@ class SerialReader:
                 self._fault(self.port.last_error)
 
     def _fault(self, reason: str) -> None:
-        if self.faulted_at is None:
+        if self.faulted_at is None and not self._stop.is_set():
             self.faulted_at = self.clock.monotonic()
             self.sink.fault(self.name, self.port.path, reason)
 
@@ -162,6 +162,8 @@ class Pn532Reader(SerialReader):
         return None
 
     def _give_up(self, what: str) -> None:
+        if self._stop.is_set():           # stopping, not a dead reader
+            raise PortLost("stopping")
         self.port.drop(f"PN532 does not answer {what}")
         raise PortLost(self.port.last_error)
 
