@@ -123,7 +123,7 @@ def parse_patrol_config(raw: Mapping[str, Any], problems: Problems, base_dir: Pa
     if reg_path.is_file():
         registry = load_registry(reg_path, problems, f"{PLAN_KEY}.registry({reg_path.name})")
         for cp in registry.checkpoints:
-            if cp.reader is not None and names and cp.reader not in names:
+            if cp.reader is not None and cp.reader not in names:
                 problems.add(f"{PLAN_KEY}.registry({reg_path.name})",
                              f"checkpoint {cp.id}: reader {cp.reader!r} is not a [[patrol]] reader")
         if plan_path.is_file():

@@ -209,3 +209,34 @@ def test_config_problems_name_their_keys(tmp_path):
     assert "patrol[1].debounce: unknown key" in text
     assert "patrol_plan.plan: file not found" in text
     assert "patrol_plan.retention_days: must be at least 1" in text
+
+
+def test_example_files_are_valid(tmp_path):
+    """The registry, plan and config a technician copies are valid as shipped."""
+    import shutil
+    import tomllib
+
+    root = Path(__file__).resolve().parents[3]
+    shutil.copy(root / "drivers/patrol/data/registry.toml", tmp_path / "patrol-registry.toml")
+    shutil.copy(root / "drivers/patrol/data/plan.toml", tmp_path / "patrol-plan.toml")
+    raw = tomllib.loads((root / "examples/patrol.toml").read_text())
+    problems = Problems()
+    cfg = PatrolDriver.parse_config(raw, problems, tmp_path)
+    assert not problems, [str(p) for p in problems.items]
+    assert [r.type for r in cfg.readers] == ["em4100", "wiegand", "pn532", "em4100"]
+    assert sum(len(s.starts) for s in cfg.plan.schedules if s.route == "grounds") == 7
+    assert cfg.registry.checkpoint_by_tag["0200AABBCC"] == "pump-room"
+
+
+def test_plan_problems_name_file_and_key(tmp_path):
+    from .helpers import PLAN
+    bad = PLAN.replace('checkpoints = ["gate", "carpark", "garden", "back"]',
+                       'checkpoints = ["gate", "carpark", "pond", "back"]').replace('"02:00"', '"26:00"')
+    reg, plan = write_plan(tmp_path, plan=bad)
+    problems = Problems()
+    PatrolDriver.parse_config({"patrol": [], "patrol_plan": {"registry": str(reg), "plan": str(plan)}},
+                              problems, tmp_path)
+    text = [str(p) for p in problems.items]
+    assert "patrol_plan.plan(plan.toml).route[0].checkpoints[2]: unknown checkpoint 'pond'" in text
+    assert any(t.startswith("patrol_plan.plan(plan.toml).schedule[1].starts[1]: expected a time of day")
+               for t in text)
