@@ -195,7 +195,7 @@ def parse_plan(doc: Any, key: str, problems: Problems, registry: Registry) -> Pl
         legs = []
         for c in cps[1:]:
             lmin, lmax = overrides.get(c, (min_m, max_m))
-            if lmin >= lmax:
+            if lmax > 0 and lmin >= lmax:
                 s.error("min_minutes", f"leg to {c}: min_minutes {lmin} must be below max_minutes {lmax}")
             legs.append(Leg(c, lmin, lmax))
         s.finish()
