@@ -186,3 +186,58 @@ def test_a_valid_config_with_defaults() -> None:
     # NO contact with a pull-down: the contact switches the pin to 3V3, so alarm reads high
     assert det.alarm.active_level is True
     assert cfg.settings.pin_factory == "default"
+
+
+# -- the zone state machine, fed with timestamps ------------------------------------------
+
+def engine_for(detectors: list[dict], settings: dict | None = None, saved: dict | None = None,
+               schedules: dict | None = None):
+    from drivers.ir_beam.engine import Engine
+    raw = {"ir_beam": detectors, "ir_beam_settings": settings or {}}
+    if schedules:
+        raw["ir_beam_schedules"] = schedules
+    problems = Problems()
+    cfg = parse_config(raw, problems)
+    assert not problems, problems.items
+    return Engine(cfg, SH, saved)
+
+
+def test_engine_alarm_restore_swinger_and_snapshot_round_trip() -> None:
+    eng = engine_for([{"zone": "z", "alarm_pin": 17, "tamper_pin": 27, "schedule": "always",
+                       "swinger_limit": 2}])
+    assert [o.type for o in eng.begin(0.0, at(0))] == ["armed"]
+    eng.input_opened("z", "alarm", False, 0.0, at(0))     # NC + pull-up: low = closed = normal
+    eng.input_opened("z", "tamper", False, 0.0, at(0))
+    outs = []
+    for start in (10.0, 20.0):
+        outs += eng.edge("z", "alarm", True, start, at(start))
+        outs += eng.tick(start + 0.05, at(start + 0.05))
+        outs += eng.edge("z", "alarm", False, start + 1, at(start + 1))
+        outs += eng.tick(start + 1.05, at(start + 1.05))
+    assert [o.type for o in outs] == ["alarm", "restore", "alarm", "bypassed", "restore"]
+    assert outs[0].ts == at(10.0) and outs[1].data["duration_s"] == 1.0
+    # open again and save in the middle of it: a new engine neither repeats nor loses it
+    eng.edge("z", "tamper", True, 30.0, at(30.0))
+    assert [o.type for o in eng.tick(30.1, at(30.1))] == ["tamper"]
+    saved = eng.snapshot()
+    again = engine_for([{"zone": "z", "alarm_pin": 17, "tamper_pin": 27, "schedule": "always",
+                         "swinger_limit": 2}], saved=saved)
+    assert again.begin(100.0, at(40)) == []
+    assert again.zones["z"].mode == "bypassed"
+    assert again.input_opened("z", "tamper", True, 100.0, at(40)) == []
+    outs = again.edge("z", "tamper", False, 101.0, at(41)) + again.tick(101.1, at(41.1))
+    assert [(o.type, o.data["duration_s"]) for o in outs] == [("tamper_restore", 11.0)]
+
+
+def test_engine_next_deadline_drives_the_worker() -> None:
+    eng = engine_for([{"zone": "z", "alarm_pin": 17, "tamper_pin": 27, "schedule": "always"}])
+    eng.begin(0.0, at(0))
+    eng.input_opened("z", "alarm", False, 0.0, at(0))
+    eng.input_opened("z", "tamper", False, 0.0, at(0))
+    assert eng.next_deadline() is None
+    eng.edge("z", "alarm", True, 5.0, at(5))
+    assert eng.next_deadline() == 5.030                   # the debounce
+    eng.tick(5.030, at(5.03))
+    assert eng.next_deadline() == 15.0                    # stuck-open trouble at 10 s
+    assert [o.data["reason"] for o in eng.tick(15.0, at(15))] == ["stuck_open"]
+    assert eng.next_deadline() is None
