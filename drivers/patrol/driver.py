@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from gateway.clock import parse_iso_utc
 from gateway.configfile import Problems, Section
 from gateway.driver import CommandRefused, Driver, DriverContext
 from gateway.events import DEVICE_PATTERN
@@ -42,7 +43,7 @@ from gateway.events import DEVICE_PATTERN
 from drivers.patrol.engine import Out, PatrolEngine
 from drivers.patrol.plan import Plan, Registry, load_plan, load_registry
 from drivers.patrol.readers import CardRead, Em4100Reader, Pn532Reader, WiegandReader
-from drivers.patrol.records import FILE_NAME, RecordLog, verify
+from drivers.patrol.records import FILE_NAME, RecordLog, iter_records, verify
 from drivers.patrol.report import report_data, report_from_log
 
 READER_TYPES = ("em4100", "pn532", "wiegand")
@@ -185,6 +186,7 @@ class PatrolDriver(Driver):
         self.set_state("starting")
         Path(self.ctx.state_dir).mkdir(parents=True, exist_ok=True)
         self.records = RecordLog(self.records_path, self.config.retention_days)
+        self._replay()
         if self._last_reported() is None:
             # a fresh install reports from its first whole day on, not the day before it existed
             self._mark_reported(self.ctx.clock.now().astimezone(ZoneInfo(self.tz)).date() - timedelta(days=1))
@@ -212,6 +214,35 @@ class PatrolDriver(Driver):
                 r.start()
             except Exception as exc:      # e.g. a pin that cannot be set up
                 self.sink.fault(r.name, "GPIO", f"{type(exc).__name__}: {exc}")
+
+    def _replay(self) -> None:
+        """Rebuild rounds in progress from the last day of check-ins (after a restart).
+
+        The outputs are dropped: they were emitted before. Deadlines that passed
+        while the driver was down are raised by the first live tick.
+        """
+        wall_now, mono_now = self._instant()
+        since = wall_now - timedelta(hours=26)
+        replayed = 0
+        last: datetime | None = None
+        for rec in iter_records(self.records_path):
+            try:
+                ts = parse_iso_utc(rec["ts"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if ts < since or ts > wall_now:
+                continue
+            mono = mono_now - (wall_now - ts).total_seconds()
+            if last is None:
+                self.engine.tick(ts, mono)
+            last = ts
+            data = rec.get("data")
+            if rec.get("type") == "checkin" and isinstance(data, dict):
+                self.engine.scan(str(data.get("reader")), str(data.get("card")), ts, mono)
+                replayed += 1
+            else:
+                self.engine.tick(ts, mono)
+        self.set_counter("replayed_checkins", replayed)
 
     def _pin_factory(self) -> Any:
         factory = self.ctx.resources.get("gpio_pin_factory")

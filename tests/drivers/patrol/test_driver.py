@@ -240,3 +240,29 @@ def test_plan_problems_name_file_and_key(tmp_path):
     assert "patrol_plan.plan(plan.toml).route[0].checkpoints[2]: unknown checkpoint 'pond'" in text
     assert any(t.startswith("patrol_plan.plan(plan.toml).schedule[1].starts[1]: expected a time of day")
                for t in text)
+
+
+def test_a_restarted_driver_carries_on_the_round_in_progress(tmp_path, make_ctx, pty_device):
+    clock = ManualClock(local(2026, 11, 23, 8, 0).astimezone(timezone.utc))
+    readers = [{"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}]
+    first = make_driver(tmp_path, make_ctx, readers, clock=clock)
+    first.start()
+    try:
+        reader_up(first, "r-gate")
+        pty_device.write(em4100_frame(0x01, 0x00D507D0))
+        first.ctx.wait_event("round_started")
+    finally:
+        first.stop()                              # the supervisor restarts the driver
+    clock.advance(60)
+    second = PatrolDriver("patrol", first.config, first.ctx)
+    second.start()
+    try:
+        assert second.health().counters["replayed_checkins"] == 1
+        assert len(second.engine.rounds) == 1     # the 08:00 round is still in progress
+        clock.advance(50 * 60)                    # past the start window and every checkpoint window
+        second.ctx.wait_event("checkpoint_missed")
+        wait_for(lambda: not second.engine.rounds, what="round finished")
+    finally:
+        second.stop()
+    assert first.ctx.events("round_not_started") == []
+    assert len(first.ctx.events("round_started")) == 1
