@@ -99,7 +99,9 @@ say "machine: $MODEL; Raspberry Pi set-up: $PI; installing into ${PREFIX:-/}"
 # --- System packages (real installs only) -------------------------------------------
 if [ -z "$PREFIX" ] && command -v apt-get >/dev/null 2>&1; then
     want="python3-venv"
-    [ "$PI" = yes ] && want="$want python3-picamera2 python3-lgpio"
+    if [ "$PI" = yes ]; then
+        want="$want python3-picamera2 python3-lgpio"
+    fi
     missing=""
     for p in $want; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -157,8 +159,10 @@ else
     say "installing $what into the venv"
     run "$PREFIX$VENV/bin/python" -m pip install --upgrade "$spec"
 fi
-for doc in README.md CONTRACT.md; do
-    [ -f "$SOURCE/$doc" ] && run install -D -m 0644 "$SOURCE/$doc" "$PREFIX/opt/anfang/$doc"
+for doc in README.md; do
+    if [ -f "$SOURCE/$doc" ]; then
+        run install -D -m 0644 "$SOURCE/$doc" "$PREFIX/opt/anfang/$doc"
+    fi
 done
 run mkdir -p "$PREFIX$(dirname "$LINK")"
 run ln -sfn "$VENV/bin/anfang" "$PREFIX$LINK"
