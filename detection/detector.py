@@ -89,6 +89,8 @@ class ThrowDetector:
         self._exclusion: np.ndarray | None = None   # pooled
         self._shift = (0, 0)
         self._settle = 0
+        self._sigma: float | None = None
+        self._clutter = 0.0         # moving blobs per frame, smoothed (rain, snow)
         self._last_global = False
         self._stats: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
@@ -100,7 +102,7 @@ class ThrowDetector:
     @property
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self._stats.get(k, 0) for k in
-                               ("frames", "global_changes", "shakes", "blobs", "blobs_dropped", "throws")}
+                               ("frames", "global_changes", "lighting_compensated", "shakes", "blobs", "blobs_dropped", "throws")}
         out["tracks"] = self.tracker.started
         out["rejected"] = dict(self._rejected)
         out["shift"] = list(self._shift)
@@ -131,6 +133,28 @@ class ThrowDetector:
         self._shift = (0, 0)
         self._settle = s.settle_frames
 
+    def _photometric_lut(self, frame: np.ndarray) -> np.ndarray | None:
+        """A lookup table mapping this frame onto the background's grey levels, if a linear map explains the change."""
+        assert self._bg is not None
+        lut = self._lut if self._lut is not None else np.arange(256, dtype=np.uint8)
+        cur = lut[frame[::8, ::8]].astype(np.float32).ravel()
+        ref = self._bg[::8, ::8].ravel()
+        keep = (cur > 2) & (cur < 253)                      # clipped levels are not linear
+        if keep.sum() < 100:
+            return None
+        cur, ref = cur[keep], ref[keep]
+        for _ in range(2):                                  # refit without the worst tenth (objects, lit windows)
+            A = np.stack([cur, np.ones_like(cur)], axis=1)
+            (a, b), *_ = np.linalg.lstsq(A, ref, rcond=None)
+            r = np.abs(ref - (a * cur + b))
+            cut = np.quantile(r, 0.9)
+            cur, ref = cur[r <= cut], ref[r <= cut]
+        resid = float(np.sqrt(np.mean((ref - (a * cur + b)) ** 2)))
+        sigma = self._sigma or 2.0
+        if not (0.2 < a < 5.0) or resid > max(4.0, 2.5 * sigma):
+            return None
+        return np.clip(np.rint(a * lut.astype(np.float32) + b), 0, 255).astype(np.uint8)
+
     def _update_background(self, f: np.ndarray, alpha: float, blobs: list[stages.Blob] = ()) -> None:
         assert self._bg is not None
         p = self.s.pool_factor
@@ -142,7 +166,14 @@ class ThrowDetector:
     def _motion(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         assert self._bg_u8 is not None
         diff = stages.abs_difference(f, self._bg_u8, out=self._diff)
-        level = max(float(self.s.diff_threshold_min), self.s.noise_k * stages.noise_sigma(diff))
+        measured = stages.noise_sigma(diff)
+        # the noise level follows the measurement slowly, and not at all when the whole
+        # frame jumps (a lighting change must light up the mask, not raise the threshold)
+        if self._sigma is None or self._settle > 0:
+            self._sigma = measured if self._sigma is None else self._sigma + 0.3 * (measured - self._sigma)
+        elif measured < 2.0 * self._sigma + 1.0:
+            self._sigma += 0.1 * (measured - self._sigma)
+        level = max(float(self.s.diff_threshold_min), self.s.noise_k * self._sigma)
         pooled = stages.max_pool(diff, self.s.pool_factor)
         mask = stages.apply_exclusion(stages.threshold(pooled, level), self._exclusion)
         return diff, pooled, mask, level
@@ -177,10 +208,23 @@ class ThrowDetector:
                     self._stats["shakes"] += 1
                     self._shift = shift
                     f, diff, pooled, mask, level, frac = f2, d2, p2, m2, l2, frac2
+        if frac > s.global_change_fraction and s.lighting_compensation:
+            # a change of gain or exposure maps grey levels linearly: fold the inverse
+            # into the lookup table and go on, background and tracks intact
+            lut = self._photometric_lut(frame)
+            if lut is not None:
+                self._lut = lut
+                self._stats["lighting_compensated"] += 1
+                self._last_global = True
+                raw = stages.apply_lut(frame, self._lut)
+                f = stages.shift_image(raw, *self._shift)
+                diff, pooled, mask, level = self._motion(f)
+                frac = stages.changed_fraction(mask)
         if frac > s.global_change_fraction:
+            # the light changed, not an object: re-learn, raise nothing; open tracks wait
+            # (a fall in progress continues after the settling frames)
             self._stats["global_changes"] += 1
             self._last_global = True
-            self.tracker.reset()
             self._relearn(frame)
             return []
         blobs, dropped = stages.blobs_from_mask(mask, pooled, s.pool_factor, min_cells=s.min_blob_cells,
@@ -188,11 +232,13 @@ class ThrowDetector:
                                                 max_blobs=s.max_blobs_per_frame, method=s.connected_components)
         if len(blobs) <= 64:
             for b in blobs:
-                stages.refine_centroid(diff, b, level)
+                # the centre of the strong part: a faint rain streak merged into the blob does not pull it
+                stages.refine_centroid(diff, b, max(level, 0.5 * b.peak))
         self._stats["blobs"] += len(blobs)
         self._stats["blobs_dropped"] += dropped
         self.last_level, self.last_blobs = level, len(blobs)
-        ended = self.tracker.update(blobs, t)
+        self._clutter += 0.1 * (len(blobs) - self._clutter)
+        ended = self.tracker.update(blobs, t, self._clutter)
         self._update_background(f, s.background_alpha, blobs)
         return self._decide(ended)
 

@@ -39,6 +39,7 @@ class DetectorSettings:
     connected_components: str = _s("auto", "'numpy', 'scipy' (scipy.ndimage.label) or 'auto' (scipy when installed, it measures faster).")
     # -- global change and shake -------------------------------------------
     global_change_fraction: float = _s(0.15, "If more than this fraction of the pooled cells changes at once (lights, IR day/night switch, exposure), the background is re-learnt and nothing is raised.", 0.0, 1.0)
+    lighting_compensation: bool = _s(True, "When most of the frame changes, first try a linear grey-level map (gain, exposure); if it explains the change, fold it into the lookup table and keep the background and the tracks. Otherwise (IR day/night switch) re-learn.")
     settle_frames: int = _s(6, "Frames after a global change during which the background follows the image closely and no blobs are tracked (exposure settling).", 0, 1000)
     shake_compensation: bool = _s(True, "Estimate a global image shift by phase correlation when many cells change, and difference the shifted frame.")
     shake_max_px: int = _s(8, "Largest shake (pixels) compensated; a larger move is handled as a global change.", 0, 200)
@@ -66,6 +67,9 @@ class DetectorSettings:
     drag_min_terminal_mps: float = _s(6.0, "Falls with drag count when their terminal speed is at least this; slower things drift (leaves, paper, snow).", 0.0, 100.0)
     max_x_rms_px: float = _s(3.0, "Largest RMS (pixels) of the horizontal track around a quadratic; more is erratic or swaying (insects, leaves).", 0.1, 1000.0)
     max_ambiguous_fraction: float = _s(0.5, "A track whose every other point had a rival blob in its gate is a group (rain, a flock), not one object.", 0.0, 1.0)
+    clutter_blobs: float = _s(25.0, "Moving blobs per frame (smoothed) above which the scene is cluttered (rain, snow).", 0.0, 100000.0)
+    clutter_min_terminal_mps: float = _s(12.0, "In a cluttered scene a fall with drag needs at least this terminal speed: snowflakes tracked across each other can mimic a slow fall.", 0.0, 100.0)
+    clutter_min_floors: float = _s(4.0, "In a cluttered scene a throw must fall over at least this many floors.", 0.0, 1000.0)
     floor_range_rms_factor: float = _s(1.5, "Fits within this factor of the best RMS (plus 0.3 px) give floor_range.", 1.0, 10.0)
 
 

@@ -35,6 +35,7 @@ class Track:
     points: list[TrackPoint] = field(default_factory=list)
     missed: int = 0
     ambiguous: int = 0          # frames in which a second blob lay inside the gate
+    clutter: float = 0.0        # sum over its points of the scene's moving blobs per frame
 
     @property
     def t_first(self) -> float:
@@ -93,20 +94,21 @@ class Tracker:
         self._next_id = 1
         self.started = 0
 
-    def _gate(self, track: Track, speed: float) -> float:
+    def _gate(self, track: Track, speed: float, t: float) -> float:
         if len(track.points) == 1:
             r = self.s.track_start_radius_px
         else:
             r = self.s.track_gate_px + self.s.track_gate_speed * speed * self.frame_dt
-        return r * (1.0 + 0.5 * track.missed)
+        gap = max(track.missed, round((t - track.t_last) / self.frame_dt) - 1)   # frames unseen or skipped
+        return r * (1.0 + 0.5 * gap)
 
-    def update(self, blobs: list[Blob], t: float) -> list[Track]:
+    def update(self, blobs: list[Blob], t: float, clutter: float = 0.0) -> list[Track]:
         """Extend tracks with this frame's blobs; start new tracks; return the tracks that ended."""
         pairs: list[tuple[float, int, int]] = []
         in_gate = [0] * len(self.tracks)
         for ti, tr in enumerate(self.tracks):
             px, py, speed = tr.predict(t)
-            r = self._gate(tr, speed)
+            r = self._gate(tr, speed, t)
             r2 = r * r
             for bi, b in enumerate(blobs):
                 d2 = (b.x - px) ** 2 + (b.y - py) ** 2
@@ -124,6 +126,7 @@ class Tracker:
             b = blobs[bi]
             tr = self.tracks[ti]
             tr.points.append(TrackPoint(t, b.x, b.y, b.area_px, b.peak))
+            tr.clutter += clutter
             tr.missed = 0
             if in_gate[ti] > 1:
                 tr.ambiguous += 1
@@ -141,7 +144,7 @@ class Tracker:
         new.sort(key=lambda b: -b.peak)
         room = max(0, self.s.max_tracks - len(self.tracks))
         for b in new[:room]:
-            self.tracks.append(Track(self._next_id, [TrackPoint(t, b.x, b.y, b.area_px, b.peak)]))
+            self.tracks.append(Track(self._next_id, [TrackPoint(t, b.x, b.y, b.area_px, b.peak)], clutter=clutter))
             self._next_id += 1
             self.started += 1
         return ended

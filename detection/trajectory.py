@@ -167,6 +167,14 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     # accepted: use the best fit among fast terminal speeds
     i_vt, i_t0, best = j_vt, j_t0, best_fast
     vt = float(vts[i_vt])
+    if track.clutter / n > s.clutter_blobs and (vt < s.clutter_min_terminal_mps
+                                                 or fit.floors_fallen < s.clutter_min_floors):
+        fit.reason = "clutter"          # a slow or short fall among many moving things: snow, rain
+        return fit
+    f0_best = float(f0[i_vt, i_t0])
+    if f0_best > cal.max_floor + 1.3 or f0_best < cal.min_floor - 1.0:
+        fit.reason = "off_facade"       # starts above the roof (or below the ground)
+        return fit
     free = vts == math.inf
     free_rms = float(rms[free].min())
     drag = (not math.isinf(vt)) and (free_rms > allowed or accel < s.accel_min_ratio * g)

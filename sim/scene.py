@@ -671,7 +671,8 @@ def random_scene(seed: int, kind: str = "throw", *, width: int = 640, height: in
         t_rel = float(rng.uniform(0.6, 1.2))
         drag = bool(rng.random() < 0.25)
         ts = ThrowSpec(floor=floor, t_release=t_rel, mode=str(rng.choice(["dropped", "thrown"])),
-                       size_px=float(rng.uniform(3.0, 10.0)), drag=drag, hold_s=float(rng.uniform(0.0, 0.5)))
+                       size_px=float(rng.uniform(2.0, 10.0)), drag=drag,
+                       hold_s=float(rng.uniform(0.0, min(0.5, t_rel - 0.45))))
         spec.throws = [ts]
         fall = fall_time(floor) * (1.6 if drag else 1.0)
         spec.seconds = float(min(6.0, max(3.0, t_rel + fall + 0.5)))

@@ -72,7 +72,7 @@ def run_clip(seed: int, kind: str, companion: str = "none", width: int = 640, he
         return res
     tt = truth.throws[0]
     res.size_px, res.floor, res.drag = tt.size_px, tt.floor, tt.drag
-    match = [d for d in found if d.t_start - 0.6 <= tt.t_release <= d.t_end]
+    match = [d for d in found if d.t_start - 1.0 <= tt.t_land and d.t_end >= tt.t_release]
     if match:
         best = min(match, key=lambda d: abs(d.floor - tt.floor))
         res.detected = True
