@@ -221,3 +221,18 @@ def test_guard_session_for_checkpoint_tags(tmp_path):
     got = eng.scan("handheld-1", "0200000001", clock.now(), clock.monotonic())
     assert got[0].type == "checkin"
     assert got[0].data["checkpoint"] == "pump-room" and got[0].data["guard"] == "Zhang Wei"
+
+
+def test_guard_turning_up_after_a_miss_is_late_and_the_round_goes_on_from_there(tmp_path):
+    site = Site(tmp_path, local(2026, 11, 23, 8, 0))
+    site.scan("gate", ZHANG)
+    site.wait(16)                                  # car park missed at 08:15
+    got = site.scan("carpark", ZHANG)              # he was only slow
+    late = [o for o in got if o.type == "checkpoint_late"]
+    assert late and late[0].data["after_missed"] is True
+    site.wait(5)
+    assert "checkpoint_missed" not in site.types(site.scan("garden", ZHANG))
+    site.wait(5)
+    site.scan("back", ZHANG)
+    done = [o for o in site.out if o.type == "round_completed"][0]
+    assert done.data["status"] == "incomplete" and done.data["missed"] == ["carpark"]
