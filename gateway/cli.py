@@ -55,6 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.supervisor import Supervisor
 
+    import faulthandler
+    faulthandler.enable()   # a watchdog SIGABRT leaves every thread's stack in the journal
+
     config = load_config(args.config)
     supervisor = Supervisor(config)
     stop = threading.Event()
