@@ -3,8 +3,9 @@
 One instance holds every `[[ir_beam]]` detector. GPIO edge callbacks only
 stamp the edge (ctx.clock, at the edge) and queue it; one worker thread feeds
 the queue to the pure `Engine`, runs its deadlines (debounce, stuck contact,
-chatter end, schedule), emits what it returns and saves the arm/alarm state
-after each change. A pin that cannot be opened is reported once as trouble
+chatter end, schedule) and emits what it returns; after each change a saver
+thread writes the arm/alarm state file (atomically, off the edge-to-event
+path, only the latest snapshot). A pin that cannot be opened is reported once as trouble
 and retried with backoff while the other zones keep working. Commands `arm`,
 `disarm` and `bypass` run under the same lock as the worker.
 """
@@ -65,11 +66,19 @@ class IrBeamDriver(ThreadedDriver):
         self._factory: Any = None
         self._own_factory = False
         self._last_health = float("-inf")
+        self._save_cond = threading.Condition()
+        self._save_pending: dict[str, Any] | None = None
+        self._save_stop = False
+        self._saver: threading.Thread | None = None
+        self._save_error = ""
 
     # -- life cycle ------------------------------------------------------
     def start(self) -> None:
         self._ready.clear()
         self._engine = Engine(self.config, self.tz, load_state(self._state_path))
+        self._save_stop = False
+        self._saver = threading.Thread(target=self._save_loop, name=f"driver-{self.name}-state", daemon=True)
+        self._saver.start()
         super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -89,6 +98,12 @@ class IrBeamDriver(ThreadedDriver):
                 except Exception as exc:
                     self.log.warning("closing the pin factory: %s", exc)
             self._factory = None
+            self._save()
+        with self._save_cond:
+            self._save_stop = True
+            self._save_cond.notify_all()
+        if self._saver is not None:
+            self._saver.join(timeout)
         self.set_state("stopped")
 
     def run(self, stop: threading.Event) -> None:
@@ -193,11 +208,35 @@ class IrBeamDriver(ThreadedDriver):
             self.count(f"events.{o.type}")
 
     def _save(self) -> None:
+        """Hand the latest state to the saver thread (caller holds `_lock`)."""
         engine = self._engine
         if engine is None or not engine.dirty:
             return
-        save_state(self._state_path, engine.snapshot())
+        snapshot = engine.snapshot()
         engine.dirty = False
+        with self._save_cond:
+            self._save_pending = snapshot
+            self._save_cond.notify_all()
+
+    def _save_loop(self) -> None:
+        """Write each snapshot handed over; on stop, write the last one and return."""
+        while True:
+            with self._save_cond:
+                self._save_cond.wait_for(lambda: self._save_pending is not None or self._save_stop)
+                snapshot, self._save_pending = self._save_pending, None
+                stopping = self._save_stop
+            if snapshot is not None:
+                try:
+                    save_state(self._state_path, snapshot)
+                    self._save_error = ""
+                except OSError as exc:
+                    if not self._save_error:
+                        self.log.error("cannot save the arm state to %s: %s", self._state_path, exc)
+                    self._save_error = str(exc)
+            if stopping:
+                with self._save_cond:
+                    if self._save_pending is None:
+                        return
 
     def _update_health(self, force: bool = False) -> None:
         engine = self._engine
@@ -218,6 +257,8 @@ class IrBeamDriver(ThreadedDriver):
                            for i in z.inputs.values() if i.fault]
         if faults:
             self.set_state("degraded", "cannot open " + "; ".join(faults))
+        elif self._save_error:
+            self.set_state("degraded", f"cannot save the arm state: {self._save_error}")
         else:
             self.set_state("ok", f"{len(engine.zones)} zone(s)")
 

@@ -398,8 +398,9 @@ def test_arm_state_survives_a_restart(rigs: Any) -> None:
     rig.wait("disarmed", "north-1")
     rig.driver.commands()["arm"]({"zones": ["north-1"]})
     rig.wait("armed", "north-1")
-    state = json.loads((Path(rig.ctx.state_dir) / "ir_beam_state.json").read_text())
-    assert state["zones"]["north-1"]["mode"] == "armed"
+    path = Path(rig.ctx.state_dir) / "ir_beam_state.json"
+    wait_until(lambda: path.exists() and json.loads(path.read_text())["zones"]["north-1"]["mode"] == "armed",
+               message="arm state saved")
     rig.restart()
     rig.pulse("north-1", 0.5)
     rig.wait("alarm", "north-1")
