@@ -118,7 +118,7 @@ class Link:
             return
         now = time.monotonic()
         if now < self._retry_at:
-            raise PollError(f"not connected to {self.endpoint} (next attempt in {self._retry_at - now:.1f} s)")
+            raise PollError(f"cannot connect to {self.endpoint} (next attempt in {self._retry_at - now:.1f} s)")
         self.drop()
         self.client = self._make_client()
         ok = False

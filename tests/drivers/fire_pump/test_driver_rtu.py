@@ -98,3 +98,28 @@ def test_panel_reboot_mid_poll_on_the_bus(rig):
     ctx.wait_event("comm_loss_restore")
     panel.act("power_loss", {})
     ctx.wait_event("power_loss")
+
+
+def test_missing_serial_port_is_comm_loss_and_the_driver_keeps_trying(make_ctx, tmp_path):
+    import time
+
+    from gateway.configfile import Problems
+    from drivers.fire_pump import FirePumpDriver
+    problems = Problems()
+    cfg = FirePumpDriver.parse_config({"fire_pump": [{
+        "name": "p1", "transport": "rtu", "serial_port": str(tmp_path / "ttyUSB9"), "map": "generic",
+        "period_s": 0.1, "timeout_s": 0.1, "retries": 0, "comm_loss_after": 2}]}, problems, tmp_path)
+    assert not problems
+    ctx = make_ctx("fire_pump", event_class="fire_pump")
+    driver = FirePumpDriver("fire_pump", cfg, ctx)
+    driver.start()
+    try:
+        ev = ctx.wait_event("comm_loss")
+        assert "cannot connect" in ev.data["reason"]
+        h = wait_for(lambda: (h := driver.health()).counters.get("polls_failed", 0) >= 4 and h,
+                     what="more failed polls")
+        assert h.state == "degraded" and h.devices["p1"] == "comm_loss"
+    finally:
+        t0 = time.monotonic()
+        driver.stop(5.0)
+        assert not driver.alive and time.monotonic() - t0 < 5.0
