@@ -70,6 +70,7 @@ class DetectorSettings:
     clutter_blobs: float = _s(25.0, "Moving blobs per frame (smoothed) above which the scene is cluttered (rain, snow).", 0.0, 100000.0)
     clutter_min_terminal_mps: float = _s(12.0, "In a cluttered scene a fall with drag needs at least this terminal speed: snowflakes tracked across each other can mimic a slow fall.", 0.0, 100.0)
     clutter_min_floors: float = _s(4.0, "In a cluttered scene a throw must fall over at least this many floors.", 0.0, 1000.0)
+    clutter_fit_factor: float = _s(0.5, "In a cluttered scene the fit must be this much tighter than max_fit_rms_px allows (a track hopping between flakes fits loosely).", 0.0, 1.0)
     floor_range_rms_factor: float = _s(1.5, "Fits within this factor of the best RMS (plus 0.3 px) give floor_range.", 1.0, 10.0)
 
 

@@ -168,7 +168,8 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     i_vt, i_t0, best = j_vt, j_t0, best_fast
     vt = float(vts[i_vt])
     if track.clutter / n > s.clutter_blobs and (vt < s.clutter_min_terminal_mps
-                                                 or fit.floors_fallen < s.clutter_min_floors):
+                                                 or fit.floors_fallen < s.clutter_min_floors
+                                                 or best > s.clutter_fit_factor * allowed):
         fit.reason = "clutter"          # a slow or short fall among many moving things: snow, rain
         return fit
     f0_best = float(f0[i_vt, i_t0])
