@@ -153,8 +153,10 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
     mqtt = _parse_mqtt(root.section("mqtt"), gateway_id or socket.gethostname())
 
     st = root.section("store")
+    max_db_mb = st.float("max_db_mb", 0, min=0)
     limits = StoreLimits(max_events=st.int("max_events", 1_000_000, min=100),
-                         max_bytes=int(st.float("max_mb", 512, min=1) * 1024 * 1024))
+                         max_bytes=int(st.float("max_mb", 512, min=1) * 1024 * 1024),
+                         max_db_bytes=int(max_db_mb * 1024 * 1024) or None)
     spool = int(st.float("evidence_spool_mb", 1024, min=1) * 1024 * 1024)
     st.finish()
 

@@ -51,6 +51,9 @@ class StoreUnavailable(Exception):
 class StoreLimits:
     max_events: int = 1_000_000
     max_bytes: int = 512 * 1024 * 1024
+    # Hard limit of the database file (SQLite's max_page_count): a full partition
+    # in miniature. None = only the disk's own size. Reaching it is handled as a full disk.
+    max_db_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class EventStore:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        if self.limits.max_db_bytes:
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count={max(16, self.limits.max_db_bytes // page)}")
         return db
 
     def _open_write_connection(self) -> EventDraft | None:

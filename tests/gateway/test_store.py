@@ -121,9 +121,11 @@ def test_disk_full_evicts_low_severity_to_make_room(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     for i in range(400):
         store.append(draft(i, "info"))
-    # simulate a full disk: SQLite may not grow the file beyond its current pages
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count={pages}")
+    store.close()
+    # a full disk in miniature: the database file may not grow beyond its current size
+    size = (tmp_path / "events.db").stat().st_size
+    store = EventStore(tmp_path / "events.db", site="s1", gateway="gw1",
+                       limits=StoreLimits(max_db_bytes=size))
     alarm = None
     for i in range(400):
         alarm = store.append(draft(i, "alarm", "alarm"))
