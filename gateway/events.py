@@ -41,18 +41,18 @@ class _Uuid7:
         self._counter = 0
 
     def __call__(self) -> str:
+        rand = int.from_bytes(os.urandom(10), "big")
         with self._lock:
             ms = time.time_ns() // 1_000_000
             if ms <= self._last_ms:
                 self._counter += 1
                 ms = self._last_ms
             else:
-                self._counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+                self._counter = rand >> 70  # a random start (10 bits) leaves room to count
                 self._last_ms = ms
             counter = self._counter & 0xFFF
-        rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
-        return str(uuid.UUID(int=value))
+        h = f"{(ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1)):032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 new_event_id = _Uuid7()

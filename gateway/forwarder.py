@@ -42,11 +42,12 @@ from gateway import __version__
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.config import MqttConfig
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
-from gateway.store import EventStore
+from gateway.store import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
 TURN_SECONDS = 0.2
+READ_AHEAD = 1000    # events read from the store at once
 
 
 @dataclass
@@ -309,9 +310,11 @@ class Forwarder:
         if self.on_command is not None:
             client.subscribe(self._topic("cmd/+"), qos=1)
         inflight: dict[int, int] = {}            # mid -> seq, in publish (= seq) order
+        ahead: collections.deque[StoredEvent] = collections.deque()   # read from the store, not yet sent
+        fetched_upto = 0
+        seen_generation = -1
         evidence_mid: int | None = None
         evidence_item: EvidenceItem | None = None
-        last_sent = 0
         self._next_health = 0.0
         try:
             while not self._stop.is_set() and not sess.lost.is_set():
@@ -338,20 +341,23 @@ class Forwarder:
                     self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
                 # 2. events, in seq order, within the window
                 room = self.cfg.inflight - len(inflight)
-                backlog = False
-                if room > 0:
-                    batch = self.store.read_after(last_sent, room)
-                    backlog = len(batch) == room
-                    for ev in batch:
-                        info = client.publish(self._topic(ev.topic_suffix), ev.payload, qos=1)
-                        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                            sess.disconnect_reason = f"publish failed: {mqtt.error_string(info.rc)}"
-                            return
-                        inflight[info.mid] = ev.seq
-                        last_sent = ev.seq
-                    self.stats.published += len(batch)
-                else:
-                    backlog = True
+                if room > 0 and len(ahead) < room:
+                    seen_generation = self.store.generation
+                    more = self.store.read_after(fetched_upto, max(READ_AHEAD, room))
+                    if more:
+                        ahead.extend(more)
+                        fetched_upto = more[-1].seq
+                sent = 0
+                while sent < room and ahead:
+                    ev = ahead.popleft()
+                    info = client.publish(self._topic(ev.topic_suffix), ev.payload, qos=1)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        sess.disconnect_reason = f"publish failed: {mqtt.error_string(info.rc)}"
+                        return
+                    inflight[info.mid] = ev.seq
+                    sent += 1
+                self.stats.published += sent
+                backlog = bool(ahead) or room - sent <= 0
                 # 3. telemetry: latest wins, never waits for events
                 for reading in self.telemetry.drain():
                     client.publish(self._topic(reading.topic_suffix),
@@ -371,9 +377,13 @@ class Forwarder:
                     client.publish(self._topic("health"), json.dumps(self.health_source()).encode(),
                                    qos=1, retain=True)
                 with self._wake:
+                    # Sleep only when there is nothing to do: the window is full (a PUBACK
+                    # wakes us), or nothing is ahead and no commit happened since the last
+                    # read (the store bumps `generation` and notifies under this same lock).
                     self._waiting = True    # set before the checks: a PUBACK after them will wake us
-                    if not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set() \
-                            and (room <= 0 or not self.store.read_after(last_sent, 1)):
+                    idle = (self.cfg.inflight - len(inflight) <= 0
+                            or (not ahead and self.store.generation == seen_generation))
+                    if idle and not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set():
                         self._wake.wait(TURN_SECONDS)
                     self._waiting = False
         finally:

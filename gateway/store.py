@@ -138,8 +138,10 @@ class EventStore:
         self._recent: collections.deque[StoredEvent] = collections.deque(maxlen=RECENT_CACHE)
         self._recent_lock = threading.Lock()
         self._listeners: list[threading.Condition] = []
+        self._db_lock = threading.Lock()     # the writer connection: writer thread vs set_db_limit
         self.dropped_total = 0
         self.commits = 0
+        self.generation = 0     # +1 after every commit that added events (see add_listener)
         self.last_error: str = ""
 
         recovered = self._open_write_connection()
@@ -255,6 +257,18 @@ class EventStore:
         with self._cond:
             self._acks.extend(seqs)
 
+    def set_db_limit(self, max_bytes: int | None) -> int:
+        """Change the hard cap of the database file while running (None: lift it); returns the cap applied.
+
+        The cap cannot go below the file's current size (SQLite keeps it there);
+        reaching it is handled like a full disk. Used by fault injection.
+        """
+        with self._db_lock:
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            pages = max(16, max_bytes // page) if max_bytes else 4294967294
+            applied = self._db.execute(f"PRAGMA max_page_count={int(pages)}").fetchone()[0]
+        return int(applied) * page
+
     def add_listener(self, cond: threading.Condition) -> None:
         """`cond.notify_all()` is called after every commit that added events."""
         self._listeners.append(cond)
@@ -281,7 +295,8 @@ class EventStore:
                     last_ack_flush = now
                 closing = self._closed and not self._queue
             if batch or acks:
-                self._commit(batch, acks)
+                with self._db_lock:
+                    self._commit(batch, acks)
             if closing:
                 return
 
@@ -306,6 +321,7 @@ class EventStore:
         for req in batch:
             req.done.set()
         if added:
+            self.generation += 1
             for cond in self._listeners:
                 with cond:
                     cond.notify_all()

@@ -84,7 +84,12 @@ def wait_drained(store: EventStore, fwd: Forwarder, last_seq: int, timeout: floa
         time.sleep(0.005)
 
 
-def ours_rate(broker: LocalBroker, n: int, emitters: int) -> float:
+def ours_rate(broker: LocalBroker, n: int, emitters: int, batch: int = 1) -> float:
+    """Events/s from `emitters` threads through commit, publish, PUBACK and deletion.
+
+    batch=1: each thread calls append() per event (the driver's emit()); batch>1:
+    each call commits `batch` events at once (append_many), as a driver with a burst does.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         store, fwd = make_pipeline(broker, Path(tmp))
         fwd.start()
@@ -92,10 +97,17 @@ def ours_rate(broker: LocalBroker, n: int, emitters: int) -> float:
             time.sleep(0.01)
         per = n // emitters
 
+        def draft() -> EventDraft:
+            return EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm",
+                              ts=CLOCK.now(), data={"zone": "north", "duration_ms": 420, "armed": True})
+
         def emitter(k: int) -> None:
-            for i in range(per):
-                store.append(EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm",
-                                        ts=CLOCK.now(), data={"zone": "north", "duration_ms": 420, "armed": True}))
+            if batch == 1:
+                for i in range(per):
+                    store.append(draft())
+            else:
+                for i in range(per // batch):
+                    store.append_many([draft() for _ in range(batch)])
 
         threads = [threading.Thread(target=emitter, args=(k,)) for k in range(emitters)]
         t0 = time.perf_counter()
@@ -103,11 +115,11 @@ def ours_rate(broker: LocalBroker, n: int, emitters: int) -> float:
             t.start()
         for t in threads:
             t.join()
-        wait_drained(store, fwd, per * emitters)
+        wait_drained(store, fwd, store.last_seq)
         dt = time.perf_counter() - t0
         fwd.stop()
         store.close()
-        return per * emitters / dt
+        return store.last_seq / dt
 
 
 def latency(broker: LocalBroker, rate: float, seconds: float) -> tuple[float, float, float]:
@@ -215,18 +227,28 @@ def run(quick: bool = False) -> list[Figure]:
     n = 10_000 if quick else 40_000
     figures: list[Figure] = []
     with LocalBroker() as broker:
-        raw = raw_paho_rate(broker, n, 200)
-        ours = ours_rate(broker, n, emitters=8)
-        figures.append(Figure("store-and-forward throughput (8 emitters, synchronous=FULL)", ours, "msg/s",
+        # interleave baseline and ours, three rounds, and take medians: the machine's
+        # load changes during a run, and a ratio of two medians is steadier than one pair
+        raws, singles, batched = [], [], []
+        for _ in range(3):
+            raws.append(raw_paho_rate(broker, n, 200))
+            singles.append(ours_rate(broker, n, emitters=16))
+            batched.append(ours_rate(broker, n, emitters=4, batch=50))
+        raw = statistics.median(raws)
+        ours = statistics.median(singles)
+        ours_b = statistics.median(batched)
+        figures.append(Figure("store-and-forward, emit() per event, 16 emitters, synchronous=FULL", ours, "msg/s",
                               raw, "raw paho QoS 1", ">= 0.8 x raw paho", ours / raw >= 0.8))
+        figures.append(Figure("store-and-forward, append_many(50), 4 emitters, synchronous=FULL", ours_b, "msg/s",
+                              raw, "raw paho QoS 1", ">= 0.8 x raw paho", ours_b / raw >= 0.8))
         p50, p99, frac = latency(broker, 200, 5 if quick else 20)
         figures.append(Figure("emit -> subscriber latency p50 @200 ev/s", p50, "ms"))
         figures.append(Figure("emit -> subscriber latency p99 @200 ev/s", p99, "ms", target="<= 25 ms",
                               ok=p99 <= 25 and frac == 1.0))
         backlog = 20_000 if quick else 100_000
         drain = backlog_drain(broker, backlog)
-        figures.append(Figure(f"backlog drain ({backlog:,} events after an outage)", drain, "msg/s", ours,
-                              "sustained store-and-forward", ">= sustained rate", drain >= 0.9 * ours))
+        figures.append(Figure(f"backlog drain ({backlog:,} events after an outage)", drain, "msg/s", ours_b,
+                              "sustained (append_many)", ">= sustained rate", drain >= 0.9 * ours_b))
         g_cpu, g_rss, b_cpu, b_rss = idle_cost(broker, 10 if quick else 30)
         figures.append(Figure("idle CPU, anfang run without devices", g_cpu, "%core", b_cpu, "bare python",
                               "< 1 %core", g_cpu < 1.0))
