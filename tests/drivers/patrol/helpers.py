@@ -90,15 +90,8 @@ def load(tmp: Path, registry: str = REGISTRY, plan: str = PLAN) -> tuple[Registr
 
 def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
     """Poll with a deadline (no sleeping as synchronisation)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    from tests.helpers import wait_until
+    return wait_until(predicate, timeout, message=what)
 
 
 def reader_up(driver, name: str, timeout: float = 5.0) -> None:
