@@ -89,6 +89,8 @@ class ThrowDetector:
         self._exclusion: np.ndarray | None = None   # pooled
         self._shift = (0, 0)
         self._settle = 0
+        self._follow = 0            # frames left of re-fitting the grey-level map every frame
+        self._ghosts: list[stages.Ghost] = []
         self._sigma: float | None = None
         self._clutter = 0.0         # moving blobs per frame, smoothed (rain, snow)
         self._last_global = False
@@ -102,7 +104,7 @@ class ThrowDetector:
     @property
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self._stats.get(k, 0) for k in
-                               ("frames", "global_changes", "lighting_compensated", "shakes", "blobs", "blobs_dropped", "throws")}
+                               ("frames", "global_changes", "lighting_compensated", "shakes", "blobs", "blobs_dropped", "streaks", "ghosts", "throws")}
         out["tracks"] = self.tracker.started
         out["rejected"] = dict(self._rejected)
         out["shift"] = list(self._shift)
@@ -123,7 +125,7 @@ class ThrowDetector:
         self._scratch = np.empty((h, w), dtype=np.float32)
         self._relearn(frame)
 
-    def _relearn(self, frame: np.ndarray) -> None:
+    def _relearn(self, frame: np.ndarray, t: float | None = None) -> None:
         s = self.s
         self._lut = (stages.contrast_lut(frame, s.contrast_low_percentile, s.contrast_high_percentile,
                                          s.contrast_max_gain) if s.contrast_normalise else None)
@@ -132,6 +134,33 @@ class ThrowDetector:
         self._bg_u8 = f.copy()
         self._shift = (0, 0)
         self._settle = s.settle_frames
+        self._follow = s.photometric_follow_frames
+        self._ghosts = self._make_ghosts(t) if t is not None and s.ghost_suppression else []
+
+    def _make_ghosts(self, t: float) -> list[stages.Ghost]:
+        """Ghost regions for the live tracks: the object is now in the background, along its coming path."""
+        assert self._bg_u8 is not None and self._shape is not None
+        h, w = self._shape
+        dt = 1.0 / self.fps
+        out: list[stages.Ghost] = []
+        for tr in self.tracker.tracks:
+            if len(tr.points) < 2 or t - tr.t_last > (self.s.max_missed_frames + 1) * dt:
+                continue
+            size = math.sqrt(max(tr.points[-1].area_px, 1))
+            half = int(size / 2) + self.s.pool_factor + 2
+            path = [tr.predict(t + k * dt)[:2] for k in range(self.s.settle_frames + 3)]
+            px, py = path[0]
+            pol = stages.object_polarity(self._bg_u8, px, py, half + 3)
+            if pol == 0:
+                continue
+            xs = [p[0] for p in path] + [tr.points[-1].x]
+            ys = [p[1] for p in path] + [tr.points[-1].y]
+            x0, x1 = max(0, int(min(xs)) - half), min(w, int(max(xs)) + half + 1)
+            y0, y1 = max(0, int(min(ys)) - half), min(h, int(max(ys)) + half + 1)
+            if x1 - x0 > 0 and y1 - y0 > 0 and (x1 - x0) * (y1 - y0) <= 0.05 * h * w:
+                out.append(stages.Ghost(x0, y0, x1, y1, pol, self.s.ghost_frames))
+        self._stats["ghosts"] += len(out)
+        return out
 
     def _photometric_lut(self, frame: np.ndarray) -> np.ndarray | None:
         """A lookup table mapping this frame onto the background's grey levels, if a linear map explains the change."""
@@ -156,10 +185,20 @@ class ThrowDetector:
         return np.clip(np.rint(a * lut.astype(np.float32) + b), 0, 255).astype(np.uint8)
 
     def _update_background(self, f: np.ndarray, alpha: float, blobs: list[stages.Blob] = ()) -> None:
-        assert self._bg is not None
+        assert self._bg is not None and self._bg_u8 is not None
         p = self.s.pool_factor
         boxes = [(max(0, b.x0 - p), max(0, b.y0 - p), b.x1 + p, b.y1 + p) for b in blobs]
+        # in a ghost's box: the object is not learnt, the uncovered scene (its ghost) is learnt fast
+        level = 0.5 * max(float(self.s.diff_threshold_min), self.s.noise_k * (self._sigma or 2.0))
+        kept = []
+        for g in self._ghosts:
+            ghost, obj = stages.ghost_pixels(f, self._bg_u8, g, level)
+            kept.append((g, ghost, obj, self._bg[g.y0:g.y1, g.x0:g.x1].copy()))
         stages.update_background(self._bg, f, alpha, self._scratch, boxes, self.s.foreground_alpha_factor)
+        for g, ghost, obj, old in kept:
+            patch = self._bg[g.y0:g.y1, g.x0:g.x1]
+            patch[obj] = old[obj]
+            patch[ghost] = old[ghost] + 0.5 * (f[g.y0:g.y1, g.x0:g.x1][ghost] - old[ghost])
         np.add(self._bg, 0.5, out=self._scratch)
         self._bg_u8 = self._scratch.astype(np.uint8)
 
@@ -174,6 +213,8 @@ class ThrowDetector:
         elif measured < 2.0 * self._sigma + 1.0:
             self._sigma += 0.1 * (measured - self._sigma)
         level = max(float(self.s.diff_threshold_min), self.s.noise_k * self._sigma)
+        for g in self._ghosts:
+            stages.suppress_ghost(diff, f, self._bg_u8, g, 0.5 * level)
         pooled = stages.max_pool(diff, self.s.pool_factor)
         mask = stages.apply_exclusion(stages.threshold(pooled, level), self._exclusion)
         return diff, pooled, mask, level
@@ -189,6 +230,17 @@ class ThrowDetector:
             return []
         if frame.shape != self._shape:
             raise ValueError(f"frame size changed from {self._shape} to {frame.shape}")
+        if self._ghosts:
+            for g in self._ghosts:
+                g.frames_left -= 1
+            self._ghosts = [g for g in self._ghosts if g.frames_left > 0]
+        if self._follow > 0:
+            # exposure still settling after a global change: follow it with the grey-level map
+            self._follow -= 1
+            if s.lighting_compensation:
+                lut = self._photometric_lut(frame)
+                if lut is not None:
+                    self._lut = lut
         raw = stages.apply_lut(frame, self._lut)
         f = stages.shift_image(raw, *self._shift)
         diff, pooled, mask, level = self._motion(f)
@@ -214,6 +266,7 @@ class ThrowDetector:
             lut = self._photometric_lut(frame)
             if lut is not None:
                 self._lut = lut
+                self._follow = s.photometric_follow_frames
                 self._stats["lighting_compensated"] += 1
                 self._last_global = True
                 raw = stages.apply_lut(frame, self._lut)
@@ -225,15 +278,19 @@ class ThrowDetector:
             # (a fall in progress continues after the settling frames)
             self._stats["global_changes"] += 1
             self._last_global = True
-            self._relearn(frame)
+            self._relearn(frame, t)
             return []
         blobs, dropped = stages.blobs_from_mask(mask, pooled, s.pool_factor, min_cells=s.min_blob_cells,
                                                 max_area_px=s.max_blob_area_px,
                                                 max_blobs=s.max_blobs_per_frame, method=s.connected_components)
+        if s.streak_filter:
+            blobs, streaks = self._drop_streaks(blobs, diff, level)
+            self._stats["streaks"] += streaks
         if len(blobs) <= 64:
             for b in blobs:
                 # the centre of the strong part: a faint rain streak merged into the blob does not pull it
-                stages.refine_centroid(diff, b, max(level, 0.5 * b.peak))
+                if not b.refined:
+                    stages.refine_centroid(diff, b, max(level, 0.5 * b.peak))
         self._stats["blobs"] += len(blobs)
         self._stats["blobs_dropped"] += dropped
         self.last_level, self.last_blobs = level, len(blobs)
@@ -241,6 +298,39 @@ class ThrowDetector:
         ended = self.tracker.update(blobs, t, self._clutter)
         self._update_background(f, s.background_alpha, blobs)
         return self._decide(ended)
+
+    def _drop_streaks(self, blobs: list[stages.Blob], diff: np.ndarray, level: float) -> tuple[list[stages.Blob], int]:
+        """Rain and snow: streak-shaped blobs, and every blob where blobs are dense, need a core
+        `streak_min_width_px` wide; kept ones are centred on that core."""
+        s = self.s
+        if not blobs:
+            return blobs, 0
+        dense = np.zeros(len(blobs), dtype=bool)
+        if len(blobs) >= s.streak_dense_blobs:
+            grid = stages.blob_density(blobs, diff.shape, s.streak_cell_px)
+            near = grid.copy()                          # 3 x 3 neighbourhood sums
+            near[1:] += grid[:-1]; near[:-1] += grid[1:]
+            near2 = near.copy()
+            near2[:, 1:] += near[:, :-1]; near2[:, :-1] += near[:, 1:]
+            gy = np.clip(np.array([b.y for b in blobs]) // s.streak_cell_px, 0, grid.shape[0] - 1).astype(np.int64)
+            gx = np.clip(np.array([b.x for b in blobs]) // s.streak_cell_px, 0, grid.shape[1] - 1).astype(np.int64)
+            dense = near2[gy, gx] >= s.streak_dense_blobs
+        kept: list[stages.Blob] = []
+        for b, d in zip(blobs, dense):
+            if not (d or stages.is_streak_shaped(b, s.pool_factor)):
+                kept.append(b)
+                continue
+            core = stages.thick_support(diff[b.y0:b.y1, b.x0:b.x1], s.streak_min_width_px)
+            peak = int(core.max()) if core.size else 0
+            if peak <= level:
+                continue
+            on = core > max(level, 0.5 * peak)
+            total = int(np.count_nonzero(on))
+            b.x = b.x0 + float((on.sum(axis=0) * np.arange(on.shape[1])).sum()) / total
+            b.y = b.y0 + float((on.sum(axis=1) * np.arange(on.shape[0])).sum()) / total
+            b.refined = True
+            kept.append(b)
+        return kept, len(blobs) - len(kept)
 
     def flush(self) -> list[ThrowDetection]:
         """End of stream: judge every open track."""

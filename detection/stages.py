@@ -179,6 +179,91 @@ def shift_image(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
+# -- rain and snow streaks ---------------------------------------------------------------------------
+def thick_support(diff: np.ndarray, width: int = 3) -> np.ndarray:
+    """The difference eroded horizontally: each pixel keeps the minimum of `width` neighbours in its row.
+
+    A rain streak (or a snow flake at a low resolution) is one or two pixels
+    wide, so it vanishes; a thrown object of `width` pixels and more keeps its
+    core. Returns an int16 array of the same shape (edge columns are 0).
+    """
+    out = np.zeros_like(diff)
+    if width <= 1 or diff.shape[1] < width:
+        return diff.copy() if width <= 1 else out
+    core = out[:, width // 2: diff.shape[1] - (width - 1 - width // 2)]
+    np.minimum(diff[:, :-(width - 1)], diff[:, 1:diff.shape[1] - width + 2], out=core)
+    for k in range(2, width):
+        np.minimum(core, diff[:, k:diff.shape[1] - width + 1 + k], out=core)
+    return out
+
+
+def is_streak_shaped(blob: "Blob", factor: int, min_cells: int = 3, ratio: float = 2.5) -> bool:
+    """True for a blob much taller than wide (in pooled cells): the shape of a rain streak."""
+    h, w = blob.height // factor, blob.width // factor
+    return h >= min_cells and h >= ratio * w
+
+
+def blob_density(blobs: list["Blob"], shape: tuple[int, int], cell_px: int) -> np.ndarray:
+    """Blobs per coarse cell (cell_px x cell_px pixels) of a frame of `shape`: where the clutter is."""
+    gh, gw = max(1, -(-shape[0] // cell_px)), max(1, -(-shape[1] // cell_px))
+    grid = np.zeros((gh, gw), dtype=np.int32)
+    if blobs:
+        ys = np.clip(np.array([b.y for b in blobs]) // cell_px, 0, gh - 1).astype(np.int64)
+        xs = np.clip(np.array([b.x for b in blobs]) // cell_px, 0, gw - 1).astype(np.int64)
+        np.add.at(grid, (ys, xs), 1)
+    return grid
+
+
+# -- ghosts of a re-learn -----------------------------------------------------------------------------
+@dataclass
+class Ghost:
+    """Where a tracked object was part of a re-learnt background: box (x0, y0, x1, y1), the object's polarity."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    polarity: int          # +1: the object is brighter than the scene behind it, -1: darker
+    frames_left: int
+
+
+def object_polarity(background: np.ndarray, x: float, y: float, half: int, min_contrast: float = 6.0) -> int:
+    """+1 / -1 when the background holds an object brighter / darker than its surroundings at (x, y), else 0.
+
+    The core (3 x 3 pixels at x, y) against the median of the box of `half`
+    pixels around it.
+    """
+    h, w = background.shape
+    xi, yi = int(round(x)), int(round(y))
+    if not (0 <= xi < w and 0 <= yi < h):
+        return 0
+    core = float(background[max(0, yi - 1):yi + 2, max(0, xi - 1):xi + 2].mean())
+    ring = float(np.median(background[max(0, yi - half):yi + half + 1, max(0, xi - half):xi + half + 1]))
+    if abs(core - ring) < min_contrast:
+        return 0
+    return 1 if core > ring else -1
+
+
+def ghost_pixels(frame: np.ndarray, background_u8: np.ndarray, ghost: Ghost, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ghost, object) boolean masks over the ghost's box.
+
+    The object differs from the background with its own polarity; where the
+    re-learnt background still holds it but it has moved on, the uncovered
+    scene differs with the opposite polarity: that is the ghost.
+    """
+    sl = (slice(ghost.y0, ghost.y1), slice(ghost.x0, ghost.x1))
+    d = np.subtract(frame[sl], background_u8[sl], dtype=np.int16) * ghost.polarity
+    return d < -level, d > level
+
+
+def suppress_ghost(diff: np.ndarray, frame: np.ndarray, background_u8: np.ndarray, ghost: Ghost,
+                   level: float) -> np.ndarray:
+    """Clear the ghost's pixels in the absolute difference (in place); returns the ghost mask of the box."""
+    g, _ = ghost_pixels(frame, background_u8, ghost, level)
+    diff[ghost.y0:ghost.y1, ghost.x0:ghost.x1][g] = 0
+    return g
+
+
 # -- connected components and blobs ----------------------------------------------------------------
 @dataclass
 class Blob:
@@ -193,6 +278,7 @@ class Blob:
     x1: int
     y1: int
     peak: int         # strongest difference in the blob
+    refined: bool = False   # centroid already moved to the object's core
 
     @property
     def width(self) -> int:
