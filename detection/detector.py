@@ -31,7 +31,7 @@ from detection.calibration import Calibration
 from detection.floor import estimate_floor
 from detection.settings import DetectorSettings
 from detection.tracking import Track, Tracker
-from detection.trajectory import FallFit, judge_track
+from detection.trajectory import FallFit, judge_with_trim
 
 
 @dataclass
@@ -340,7 +340,7 @@ class ThrowDetector:
     def _decide(self, tracks: list[Track]) -> list[ThrowDetection]:
         out: list[ThrowDetection] = []
         for tr in tracks:
-            fit = judge_track(tr, self.cal, self.s, self.fps)
+            fit, tr = judge_with_trim(tr, self.cal, self.s, self.fps)
             if not fit.accepted:
                 self._rejected[fit.reason] += 1
                 if len(tr.points) >= self.s.min_track_points:

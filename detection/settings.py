@@ -78,6 +78,8 @@ class DetectorSettings:
     clutter_min_terminal_mps: float = _s(12.0, "In a cluttered scene a fall with drag needs at least this terminal speed: snowflakes tracked across each other can mimic a slow fall.", 0.0, 100.0)
     clutter_min_floors: float = _s(4.0, "In a cluttered scene a throw must fall over at least this many floors.", 0.0, 1000.0)
     clutter_fit_factor: float = _s(0.5, "In a cluttered scene the fit must be this much tighter than max_fit_rms_px allows (a track hopping between flakes fits loosely).", 0.0, 1.0)
+    trim_jump_px: float = _s(6.0, "A jump of more than this (pixels) between two points in the first half of a track that fails the fall test is a place where the track may have been captured (a snowflake crossing an object held at a window); the fall is judged again from there.", 0.0, 10000.0)
+    trim_max_tries: int = _s(3, "Most such re-judgements per track (0: never trim).", 0, 100)
     floor_range_rms_factor: float = _s(1.5, "Fits within this factor of the best RMS (plus 0.3 px) give floor_range.", 1.0, 10.0)
 
 

@@ -200,3 +200,37 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     fit.release_x = release_x
     fit.confidence = float(min(1.0, max(0.0, conf)))
     return fit
+
+
+TRIM_REASONS = ("not_gravity", "clutter", "too_slow", "no_acceleration", "too_fast", "erratic", "off_facade")
+
+
+def trim_candidates(track: Track, jump_px: float, max_tries: int, min_points: int) -> list[int]:
+    """Indices where a track may have been captured: a jump of more than jump_px between two early points.
+
+    In clutter (snow crossing an object held at a window) a track can start on
+    something else and then take over the object; the fall is judged again
+    from after each such jump (at most max_tries, earliest first).
+    """
+    pts = track.points
+    out: list[int] = []
+    for i in range(1, len(pts) - min_points + 1):
+        if i > len(pts) // 2 or len(out) >= max_tries:
+            break
+        if math.hypot(pts[i].x - pts[i - 1].x, pts[i].y - pts[i - 1].y) > jump_px:
+            out.append(i)
+    return out
+
+
+def judge_with_trim(track: Track, cal: Calibration, s: DetectorSettings, fps: float) -> tuple[FallFit, Track]:
+    """judge_track, and when a fit fails, again on the track without the points before an early jump."""
+    fit = judge_track(track, cal, s, fps)
+    if fit.accepted or fit.reason not in TRIM_REASONS or s.trim_max_tries == 0:
+        return fit, track
+    for i in trim_candidates(track, s.trim_jump_px, s.trim_max_tries, s.min_track_points):
+        sub = Track(track.id, track.points[i:], ambiguous=track.ambiguous, clutter=track.clutter * (len(track.points) - i) / len(track.points))
+        f2 = judge_track(sub, cal, s, fps)
+        if f2.accepted:
+            f2.details["trimmed_points"] = i
+            return f2, sub
+    return fit, track

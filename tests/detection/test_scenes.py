@@ -133,3 +133,22 @@ def test_quality_on_200_generated_clips():
     assert figs["floor within +-1 of detected throws"].value >= 0.9
     assert figs["recall, objects >= 3 px"].value >= 0.85
     assert figs["false alarms per distractor clip"].value <= 0.05
+
+
+@pytest.mark.parametrize("seed", [20, 21])
+def test_throw_in_heavy_rain_is_found_with_its_floor(seed):
+    spec = SceneSpec(width=W, height=H, seconds=4.5, seed=seed, throws=[ThrowSpec(floor=14, t_release=1.0, size_px=4)],
+                     distractors=[DistractorSpec("rain", amount=1.5)])
+    found, det = detect(spec)
+    assert [t.floor for t in found] == [14], det.stats
+    assert det.stats["streaks"] > 1000                         # the streaks were there, and dropped
+
+
+@pytest.mark.parametrize("seed", [20, 21])
+def test_throw_across_an_ir_switch_is_found_with_its_floor(seed):
+    # the switch comes 0.6 s into the fall: the background is re-learnt with the object in it
+    spec = SceneSpec(width=W, height=H, seconds=5.0, seed=seed, throws=[ThrowSpec(floor=18, t_release=1.0, size_px=5)],
+                     lighting_changes=[LightingChange(t=1.6, kind="ir_switch")])
+    found, det = detect(spec)
+    assert [t.floor for t in found] == [18], det.stats
+    assert det.stats["global_changes"] >= 1 and det.stats["ghosts"] == 1

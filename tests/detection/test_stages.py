@@ -119,3 +119,47 @@ def test_phase_correlation_finds_a_shake_and_shift_undoes_it():
     back = stages.shift_image(moved, dx, dy)
     assert np.array_equal(back[8:-8, 8:-8], ref[8:-8, 8:-8])
     assert stages.estimate_shift(ref, ref, 8, 64) == (0, 0)
+
+
+def test_thick_support_removes_thin_streaks_and_keeps_an_object_core():
+    d = np.zeros((20, 20), dtype=np.int16)
+    d[2:18, 3] = 60                                            # a rain streak, 1 px wide
+    d[2:18, 7:9] = 40                                          # a 2 px wide streak
+    d[10:14, 12:16] = 90                                       # a 4 px object
+    core = stages.thick_support(d, 3)
+    assert core[:, :10].max() == 0                             # both streaks gone
+    assert core[10:14, 13:15].min() == 90 and core.sum() == 90 * 4 * 2   # the object keeps its inner columns
+    assert core.dtype == np.int16 and core.shape == d.shape
+
+
+def test_streak_shape_and_blob_density():
+    tall = stages.Blob(x=10, y=20, area_px=64, cells=4, x0=8, y0=8, x1=12, y1=24, peak=50)
+    square = stages.Blob(x=10, y=10, area_px=64, cells=4, x0=8, y0=8, x1=16, y1=16, peak=50)
+    assert stages.is_streak_shaped(tall, 4) and not stages.is_streak_shaped(square, 4)
+    blobs = [stages.Blob(x=5 + i, y=5, area_px=16, cells=1, x0=0, y0=0, x1=4, y1=4, peak=20) for i in range(5)]
+    blobs.append(stages.Blob(x=100, y=70, area_px=16, cells=1, x0=0, y0=0, x1=4, y1=4, peak=20))
+    grid = stages.blob_density(blobs, (80, 128), 32)
+    assert grid.shape == (3, 4) and grid[0, 0] == 5 and grid[2, 3] == 1 and grid.sum() == 6
+
+
+def test_object_polarity_against_its_surroundings():
+    bg = np.full((30, 30), 120, dtype=np.uint8)
+    bg[14:17, 14:17] = 30                                      # a dark object in the background
+    bg[4:7, 4:7] = 220                                         # a bright one
+    assert stages.object_polarity(bg, 15, 15, 6) == -1
+    assert stages.object_polarity(bg, 5, 5, 4) == 1
+    assert stages.object_polarity(bg, 25, 25, 4) == 0         # nothing there
+    assert stages.object_polarity(bg, 40, 5, 4) == 0          # outside the frame
+
+
+def test_ghost_of_a_relearnt_object_is_suppressed_and_the_object_kept():
+    bg = np.full((30, 30), 120, dtype=np.uint8)
+    bg[5:8, 10:13] = 30                       # re-learnt with a dark object at rows 5-7
+    frame = np.full((30, 30), 120, dtype=np.uint8)
+    frame[15:18, 10:13] = 30                  # it has fallen to rows 15-17: rows 5-7 show the wall again
+    diff = stages.abs_difference(frame, bg)
+    assert diff[6, 11] == 90 and diff[16, 11] == 90           # plain differencing: a ghost and the object
+    ghost = stages.Ghost(5, 0, 20, 25, polarity=-1, frames_left=10)
+    g = stages.suppress_ghost(diff, frame, bg, ghost, 20)
+    assert diff[6, 11] == 0 and diff[16, 11] == 90            # the ghost is gone, the object stays
+    assert g.sum() == 9

@@ -97,3 +97,20 @@ def test_tracker_links_a_fall_that_jumps_farther_than_its_size():
     assert len(longest.points) == len(truth.points)
     steps = np.diff([p.y for p in longest.points])
     assert steps.max() > 15                                     # it did jump far per frame near the ground
+
+
+def test_a_track_that_started_on_something_else_is_judged_again_after_the_jump():
+    from detection.trajectory import judge_with_trim, trim_candidates
+    s = DetectorSettings()
+    tr = fall_track(15.4)
+    # a snowflake drifting past the window was tracked first, then the track took over the object
+    flake = [TrackPoint(tr.points[0].t - (6 - k) / FPS, 270.0 + k, float(CAL.y_at(17.5)) + k, 8, 40)
+             for k in range(6)]
+    captured = Track(1, flake + tr.points)
+    assert trim_candidates(captured, s.trim_jump_px, s.trim_max_tries, s.min_track_points) == [6]
+    plain = judge_track(captured, CAL, s, FPS)
+    assert not plain.accepted
+    fit, used = judge_with_trim(captured, CAL, s, FPS)
+    assert fit.accepted and used.points[0] is tr.points[0]
+    assert estimate_floor(fit, CAL).floor == 15
+    assert fit.details["trimmed_points"] == 6
