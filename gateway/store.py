@@ -76,13 +76,24 @@ class StoreDepth:
 
 
 class _AppendRequest:
+    """One caller's events waiting for the writer. `done` is a lock held until the
+    commit: a bare lock is the cheapest way to park a thread and wake it (far cheaper
+    than threading.Event, which matters when thousands of emits a second wait)."""
+
     __slots__ = ("drafts", "done", "events", "error")
 
     def __init__(self, drafts: Sequence[EventDraft]) -> None:
         self.drafts = drafts
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.events: list[Event] = []
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        self.done.release()
+
+    def wait(self) -> None:
+        self.done.acquire()
 
 
 _SCHEMA = """
@@ -247,7 +258,7 @@ class EventStore:
                 raise StoreUnavailable("event store is closed")
             self._queue.append(req)
             self._cond.notify()
-        req.done.wait()
+        req.wait()
         if req.error is not None:
             raise req.error
         return req.events
@@ -319,7 +330,7 @@ class EventStore:
             return
         self.last_error = ""
         for req in batch:
-            req.done.set()
+            req.finish()
         if added:
             self.generation += 1
             for cond in self._listeners:
@@ -332,7 +343,7 @@ class EventStore:
         err = StoreUnavailable(f"event store cannot commit: {exc}")
         for req in batch:
             req.error = err
-            req.done.set()
+            req.finish()
 
     def _commit_once(self, batch: list[_AppendRequest], acks: list[int]) -> bool:
         db = self._db
