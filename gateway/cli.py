@@ -24,7 +24,7 @@ from gateway.configfile import ConfigError
 log = logging.getLogger("anfang")
 
 # Modules that add the sub-commands of a device family: `add_commands(subparsers)`.
-FAMILY_COMMAND_MODULES = ("detection.cli", "drivers.patrol.cli", "drivers.fire_pump.cli")
+FAMILY_COMMAND_MODULES = ("detection.cli", "drivers.patrol.cli", "drivers.fire_pump.cli", "sim.chaos_cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

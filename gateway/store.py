@@ -184,7 +184,8 @@ class EventStore:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
-            row = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+            row = db.execute("SELECT max((SELECT coalesce(max(value), 0) FROM meta WHERE key='last_seq'), "
+                             "(SELECT coalesce(max(seq), 0) FROM events))").fetchone()
         except sqlite3.DatabaseError as exc:
             moved = self._move_aside()
             log.error("event store %s is corrupt (%s); moved aside to %s and started anew",
@@ -266,7 +267,10 @@ class EventStore:
     def ack(self, seqs: Iterable[int]) -> None:
         """The broker acknowledged these events: they may leave the disk."""
         with self._cond:
+            idle = not self._acks
             self._acks.extend(seqs)
+            if idle:      # wake a writer that sleeps with nothing to do, so the acks get flushed
+                self._cond.notify()
 
     def set_db_limit(self, max_bytes: int | None) -> int:
         """Change the hard cap of the database file while running (None: lift it); returns the cap applied.
@@ -372,12 +376,12 @@ class EventStore:
                 deleted = self._delete(acks)
                 count -= deleted[0]
                 nbytes -= deleted[1]
+            dropped_report = None
             if rows:
                 db.executemany("INSERT INTO events(seq, severity, created, topic, payload) "
                                "VALUES (?, ?, ?, ?, ?)", rows)
                 count += len(rows)
                 nbytes += sum(len(r[4]) for r in rows)
-                dropped_report = None
                 if count > self.limits.max_events or nbytes > self.limits.max_bytes:
                     dropped_report, dcount, dbytes = self._evict(count, nbytes, "buffer_full")
                     count -= dcount
@@ -394,6 +398,9 @@ class EventStore:
                     fresh = []   # the recent cache may hold dropped events: forget it
                     with self._recent_lock:
                         self._recent.clear()
+            if acks or dropped_report is not None:
+                # last_seq on open is max(meta, max(seq) of the events kept): only a
+                # transaction that deletes events needs to record it (one call fewer per commit)
                 self._set_meta_last_seq(seq)
             db.execute("COMMIT")
         except BaseException:
@@ -425,17 +432,16 @@ class EventStore:
                 recent.clear()
 
     def _delete(self, seqs: list[int]) -> tuple[int, int]:
+        """Delete these events if still stored; returns (count, bytes) deleted."""
         db = self._db
         total_n, total_b = 0, 0
         for i in range(0, len(seqs), 500):
             chunk = seqs[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            n, b = db.execute(f"SELECT count(*), coalesce(sum(length(payload)),0) FROM events "
-                              f"WHERE seq IN ({marks})", chunk).fetchone()
-            if n:
-                db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
-            total_n += n
-            total_b += b
+            sizes = db.execute(f"DELETE FROM events WHERE seq IN ({marks}) RETURNING length(payload)",
+                               chunk).fetchall()
+            total_n += len(sizes)
+            total_b += sum(r[0] for r in sizes)
         return total_n, total_b
 
     def _evict(self, count: int, nbytes: int, reason: str) -> tuple[EventDraft | None, int, int]:
@@ -491,14 +497,46 @@ class EventStore:
         return []
 
     def _evict_for_space(self) -> None:
-        """Disk full: drop the lowest 5 % (at least 100) of events and record that."""
+        """Disk full: drop the lowest 5 % (at least 100) of events and record that.
+
+        The `events_dropped` report is written in the same transaction as the
+        deletion (the deletion makes room for it), so a gap never exists on
+        disk without the event that names it, whatever happens next.
+        """
         target = max(100, self.count // 20)
         db = self._db
+        names = {v: k for k, v in SEVERITY_RANK.items()}
+        own_topic = f"event/gateway/{self.gateway}"
         db.execute("BEGIN IMMEDIATE")
         try:
-            victims = [r[0] for r in db.execute(
-                "SELECT seq FROM events ORDER BY severity, seq LIMIT ?", (target,))]
+            rows = db.execute("SELECT seq, severity, topic FROM events ORDER BY severity, seq LIMIT ?",
+                              (target,)).fetchall()
+            victims = [r[0] for r in rows]
+            carried: list[list[int]] = []
+            by_sev: dict[str, int] = {}
+            for seq, sev, topic in rows:
+                by_sev[names[sev]] = by_sev.get(names[sev], 0) + 1
+                if topic == own_topic:
+                    carried.extend(self._dropped_ranges_in(seq))
             n, b = self._delete(victims)
+            seq = self.last_seq
+            report = None
+            if victims:
+                seq += 1
+                if seq > getattr(self, "_reserved", 0):
+                    self._write_reserve(seq + RESERVE_BLOCK)
+                report = number(EventDraft(
+                    cls="gateway", device=self.gateway, type="events_dropped", severity="warning",
+                    ts=self.clock.now(),
+                    data={"reason": "disk_full", "count": n, "ranges": _merge_ranges(_ranges(victims) + carried),
+                          "by_severity": by_sev,
+                          "limits": {"max_events": self.limits.max_events, "max_bytes": self.limits.max_bytes,
+                                     "max_db_bytes": self.limits.max_db_bytes}}),
+                    seq, self.site, self.gateway)
+                payload = report.to_json()
+                db.execute("INSERT INTO events(seq, severity, created, topic, payload) VALUES (?, ?, ?, ?, ?)",
+                           (seq, SEVERITY_RANK[report.severity], time.time(), report.topic_suffix, payload))
+                self._set_meta_last_seq(seq)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -507,15 +545,14 @@ class EventStore:
         self.count -= n
         self.bytes -= b
         self.dropped_total += n
+        if report is not None:
+            self.last_seq = seq
+            self.count += 1
+            self.bytes += len(payload)
+            log.warning("event store full (disk): dropped %d event(s) %s, seq ranges %s", n, by_sev,
+                        report.data["ranges"][:5])
         with self._recent_lock:
             self._recent.clear()
-        if victims:
-            # queue the report behind the current batch; it gets its own seq
-            report = _AppendRequest([EventDraft(
-                cls="gateway", device=self.gateway, type="events_dropped", severity="warning",
-                ts=self.clock.now(), data={"reason": "disk_full", "count": n, "ranges": _ranges(victims)})])
-            with self._cond:
-                self._queue.appendleft(report)
 
     # -- reading ---------------------------------------------------------
     def read_after(self, seq: int, limit: int) -> list[StoredEvent]:
@@ -568,7 +605,8 @@ def read_outbox(path: Path | str, limit: int = 50) -> tuple[StoreDepth, list[Eve
     try:
         count, nbytes = db.execute("SELECT count(*), coalesce(sum(length(payload)),0) FROM events").fetchone()
         oldest = db.execute("SELECT created FROM events ORDER BY seq LIMIT 1").fetchone()
-        row = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        row = db.execute("SELECT max((SELECT coalesce(max(value), 0) FROM meta WHERE key='last_seq'), "
+                         "(SELECT coalesce(max(seq), 0) FROM events))").fetchone()
         rows = db.execute("SELECT payload FROM events ORDER BY seq LIMIT ?", (limit,)).fetchall()
     finally:
         db.close()

@@ -5,6 +5,17 @@ of the gateway config, starts a local mosquitto (unless a broker URL is
 given), runs the real `Supervisor` on that config, plays the scenario's
 timeline, and prints every event the broker delivers on the gateway's event
 topics, one JSON object per line, on stdout.
+
+Fault actions (gateway-level, no `device`; see sim/scenario.py and
+docs/faults.md): `broker_down`/`broker_up` stop and start the simulator's own
+mosquitto; `network_blackhole`, `network_slow`, `network_reset` and
+`network_ok` switch a `FaultProxy` that the gateway is pointed at whenever the
+scenario uses a network action (or `proxy=True`); `clock_step` steps the wall
+clock the supervisor and drivers use (monotonic time untouched); `disk_full`
+caps the event database at its current size plus `headroom_kb`, `disk_ok`
+lifts the cap. Each takes an optional `until` (seconds from start) that undoes
+it. Device faults are the families' own actions (patrol `unplug`, fire_pump
+`garbage_replies`, camera `freeze`).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from gateway.configfile import ConfigError, Problem
 from gateway.supervisor import Supervisor
 from sim.base import SimDevice, SimWorld
 from sim.broker import LocalBroker
+from sim.faults import FaultProxy, SteppableClock
 from sim.registry import load_sim_type
 from sim.scenario import Action, Scenario
 
@@ -100,7 +112,8 @@ class SimRun:
 
     def __init__(self, scenario: Scenario, *, broker_url: str | None = None, state_dir: Path | None = None,
                  duration: float | None = None, out: TextIO = sys.stdout,
-                 config_overrides: dict[str, Any] | None = None, print_events: bool = True) -> None:
+                 config_overrides: dict[str, Any] | None = None, print_events: bool = True,
+                 proxy: bool | None = None) -> None:
         self.scenario = scenario
         self.broker_url = broker_url
         self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="anfang-sim-")
@@ -115,6 +128,13 @@ class SimRun:
         self.stop_event = threading.Event()
         self.world = SimWorld(state_dir=self.state_dir / "sim", rng=random.Random(scenario.seed))
         self.started = 0.0
+        # a fault proxy between gateway and broker when the scenario needs one
+        self.use_proxy = proxy if proxy is not None else any(
+            a.device is None and a.do.startswith("network_") for a in scenario.actions)
+        self.proxy: FaultProxy | None = None
+        self.clock = SteppableClock()       # wall time that `clock_step` moves; monotonic untouched
+        self.ready = threading.Event()      # set once the supervisor has started
+        self._timers: list[threading.Timer] = []
 
     def build_config(self, host: str, port: int) -> GatewayConfig:
         raw: dict[str, Any] = {
@@ -144,19 +164,28 @@ class SimRun:
                 self.broker.start()
                 host, port = self.broker.host, self.broker.port
                 log.info("local broker on %s", self.broker.url)
+            printer_host, printer_port = host, port
+            if self.use_proxy:
+                self.proxy = FaultProxy(host, port).start()
+                host, port = self.proxy.host, self.proxy.port
+                log.info("gateway reaches the broker through a fault proxy on %s", self.proxy.url)
             config = self.build_config(host, port)
-            printer = EventPrinter(host, port, config.topic_prefix, self.out) if self.print_events else None
+            printer = (EventPrinter(printer_host, printer_port, config.topic_prefix, self.out)
+                       if self.print_events else None)
             if printer:
                 printer.start()
                 printer.wait_subscribed(10)
             for dev in self.devices.values():
                 dev.start()
-            self.supervisor = Supervisor(config, resources=self.world.resources)
+            self.supervisor = Supervisor(config, resources=self.world.resources, clock=self.clock)
             timeline = threading.Thread(target=self._play, name="sim-timeline", daemon=True)
             self.started = time.monotonic()
             sup_thread = threading.Thread(target=self.supervisor.run, args=(self.stop_event,),
                                           name="supervisor", daemon=True)
             sup_thread.start()
+            while not self.stop_event.is_set() and self.supervisor.store is None and sup_thread.is_alive():
+                time.sleep(0.01)
+            self.ready.set()
             timeline.start()
             self.stop_event.wait(self.duration)
             self.stop_event.set()
@@ -172,6 +201,10 @@ class SimRun:
         finally:
             self.stop_event.set()
             self.world.stopping.set()
+            for t in self._timers:
+                t.cancel()
+            if self.proxy:
+                self.proxy.close()
             for dev in self.devices.values():
                 try:
                     dev.stop()
@@ -198,20 +231,72 @@ class SimRun:
     def perform(self, action: Action) -> None:
         log.info("t=%.1f s: %s %s %s", action.at, action.device or "gateway", action.do, action.params or "")
         if action.device is None:
-            if self.broker is None:
-                log.warning("action %s needs the simulator's own broker; skipped", action.do)
-                return
-            if action.do == "broker_down":
-                self.broker.stop()
-                until = action.params.get("until")
-                if until is not None:
-                    t = threading.Timer(max(0.0, float(until) - action.at), self._broker_up)
-                    t.daemon = True
-                    t.start()
-            elif action.do == "broker_up":
-                self._broker_up()
+            self.perform_gateway(action.do, action.params, at=action.at)
             return
         self.devices[action.device].act(action.do, action.params)
+
+    def perform_gateway(self, do: str, params: dict[str, Any], at: float | None = None) -> None:
+        """A gateway-level fault action (see the module docstring); `until` schedules its undoing."""
+        undo: Callable[[], None] | None = None
+        if do in ("broker_down", "broker_up"):
+            if self.broker is None:
+                log.warning("action %s needs the simulator's own broker; skipped", do)
+                return
+            if do == "broker_down":
+                self.broker.stop()
+                undo = self._broker_up
+            else:
+                self._broker_up()
+        elif do.startswith("network_"):
+            if self.proxy is None:
+                log.warning("action %s needs the fault proxy (scenario without network actions); skipped", do)
+                return
+            mode = {"network_blackhole": "blackhole", "network_slow": "slow", "network_reset": "reset",
+                    "network_ok": "pass"}[do]
+            self.proxy.set_mode(mode, latency=float(params.get("latency", 2.0)) if mode == "slow" else None)
+            undo = lambda: self.proxy.set_mode("pass") if self.proxy else None  # noqa: E731
+        elif do == "clock_step":
+            self.clock.step(float(params["seconds"]))
+            log.info("wall clock stepped by %+.0f s (offset now %+.0f s)", float(params["seconds"]),
+                     self.clock.offset_s)
+        elif do in ("disk_full", "disk_ok"):
+            store = self.supervisor.store if self.supervisor else None
+            if store is None:
+                log.warning("action %s: the gateway's store is not open; skipped", do)
+                return
+            if do == "disk_full":
+                current = store.set_db_limit(1)    # clamped by SQLite to the file's current size
+                cap = store.set_db_limit(current + int(float(params.get("headroom_kb", 64)) * 1024))
+                log.info("state disk full: event database capped at %d kB", cap // 1024)
+                undo = lambda: self._disk_ok()  # noqa: E731
+            else:
+                self._disk_ok()
+        else:
+            raise ValueError(f"unknown gateway action {do!r}")
+        until = params.get("until")
+        if until is not None and undo is not None:
+            elapsed = time.monotonic() - self.started if self.started else (at or 0.0)
+            t = threading.Timer(max(0.0, float(until) - elapsed), self._guarded(undo))
+            t.daemon = True
+            self._timers.append(t)
+            t.start()
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            if self.stop_event.is_set():
+                return
+            try:
+                fn()
+            except Exception as exc:
+                log.error("undoing a fault failed: %s", exc)
+        return run
+
+    def _disk_ok(self) -> None:
+        store = self.supervisor.store if self.supervisor else None
+        if store is not None:
+            limit = self.supervisor.config.store.max_db_bytes if self.supervisor else None
+            store.set_db_limit(limit)
+            log.info("state disk has room again")
 
     def _broker_up(self) -> None:
         if self.broker is not None and not self.stop_event.is_set():

@@ -18,8 +18,16 @@ a folder `sim/scenarios/NAME/` whose files are merged, one per device family):
     do = "intrude"
     duration = 1.5           # any other key is a parameter of the action
 
-Gateway-level actions (no `device`): `broker_down` (optional `until`, seconds),
-`broker_up` (only when `anfang sim` runs its own broker).
+Gateway-level actions (no `device`), each with an optional `until` (seconds
+from start) that undoes it:
+
+- `broker_down`, `broker_up` (only when `anfang sim` runs its own broker);
+- `network_blackhole`, `network_slow` (`latency`, seconds, default 2),
+  `network_reset`, `network_ok`: the gateway then reaches the broker through a
+  fault proxy (sim/faults.py);
+- `clock_step` (`seconds`, forward or back): the wall clock of the gateway;
+- `disk_full` (`headroom_kb`, default 64): the event database may grow only
+  that much more; `disk_ok` lifts the cap.
 """
 
 from __future__ import annotations
@@ -32,7 +40,39 @@ from typing import Any
 from gateway.configfile import ConfigError, Problems, Section, load_toml
 from gateway.events import DEVICE_PATTERN
 
-GATEWAY_ACTIONS = ("broker_down", "broker_up")
+# gateway-level action -> {parameter: (type, required)}
+GATEWAY_ACTION_PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
+    "broker_down": {"until": (float, False)},
+    "broker_up": {},
+    "network_blackhole": {"until": (float, False)},
+    "network_slow": {"latency": (float, False), "until": (float, False)},
+    "network_reset": {"until": (float, False)},
+    "network_ok": {},
+    "clock_step": {"seconds": (float, True)},
+    "disk_full": {"headroom_kb": (float, False), "until": (float, False)},
+    "disk_ok": {},
+}
+GATEWAY_ACTIONS = tuple(GATEWAY_ACTION_PARAMS)
+
+
+def check_gateway_action(do: str, params: dict[str, Any], key: str, problems: Problems) -> None:
+    """Report unknown gateway actions, unknown parameters and parameters of the wrong type."""
+    spec = GATEWAY_ACTION_PARAMS.get(do)
+    if spec is None:
+        problems.add(f"{key}.do", f"{do!r} needs a device (gateway-level actions: {', '.join(GATEWAY_ACTIONS)})")
+        return
+    for name, value in params.items():
+        if name not in spec:
+            problems.add(f"{key}.{name}", f"unknown parameter of {do} (known: {', '.join(spec) or 'none'})")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.add(f"{key}.{name}", f"expected a number, got {type(value).__name__}")
+        elif name in ("until", "latency", "headroom_kb") and value < 0:
+            problems.add(f"{key}.{name}", f"must be at least 0, got {value}")
+        elif value != value or value in (float("inf"), float("-inf")):
+            problems.add(f"{key}.{name}", "must be a finite number")
+    for name, (_t, required) in spec.items():
+        if required and name not in params:
+            problems.add(f"{key}.{name}", f"is required for {do}")
 
 
 @dataclass(frozen=True)
@@ -118,9 +158,8 @@ def load_scenario(name_or_path: str) -> Scenario:
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("device", f"device name {dup!r} used more than once")
     for i, act in enumerate(scenario.actions):
-        if act.device is None and act.do not in GATEWAY_ACTIONS:
-            problems.add(f"action[{i}].do", f"{act.do!r} needs a device (gateway-level actions: "
-                                            f"{', '.join(GATEWAY_ACTIONS)})")
+        if act.device is None:
+            check_gateway_action(act.do, act.params, f"action[{i}]", problems)
         if act.device is not None and act.device not in names:
             problems.add(f"action[{i}].device", f"no device named {act.device!r} in the scenario")
     problems.raise_if_any(f"scenario {name_or_path}")
