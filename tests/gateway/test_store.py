@@ -148,3 +148,15 @@ def test_events_json_validates_against_shipped_schema(tmp_path: Path) -> None:
     import json
     jsonschema.validate(json.loads(ev.to_json()), event_schema())
     store.close()
+
+
+def test_seq_continues_after_every_event_was_acknowledged(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for i in range(7):
+        store.append(draft(i))
+    store.ack(range(1, 8))
+    store.close()                       # closing flushes the acks: the table is empty
+    store = open_store(tmp_path)
+    assert store.all_events() == []
+    assert store.append(draft()).seq == 8
+    store.close()
