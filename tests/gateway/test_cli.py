@@ -153,3 +153,17 @@ def test_help_lists_the_subcommands() -> None:
     assert r.returncode == 0
     for name in ("run", "check-config", "sim", "outbox", "schema"):
         assert name in r.stdout
+
+
+def test_all_examples_together_make_one_valid_config(tmp_path: Path) -> None:
+    """A technician building one gateway's config from every family's example gets a valid file."""
+    parts = [EXAMPLES / "gateway.toml"] + [p for p in _example_files() if p.name != "gateway.toml"]
+    combined = EXAMPLES / ".check-all.toml"
+    combined.write_text("\n".join(p.read_text() for p in parts))
+    try:
+        r = run_cli("check-config", str(combined))
+    finally:
+        combined.unlink()
+    assert r.returncode == 0, r.stderr
+    for family in ("ir_beam", "patrol", "fire_pump", "camera"):
+        assert family in r.stdout
