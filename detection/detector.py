@@ -283,6 +283,7 @@ class ThrowDetector:
         blobs, dropped = stages.blobs_from_mask(mask, pooled, s.pool_factor, min_cells=s.min_blob_cells,
                                                 max_area_px=s.max_blob_area_px,
                                                 max_blobs=s.max_blobs_per_frame, method=s.connected_components)
+        moving = len(blobs)             # clutter counts the streaks too: rain and snow are clutter
         if s.streak_filter:
             blobs, streaks = self._drop_streaks(blobs, diff, level)
             self._stats["streaks"] += streaks
@@ -294,7 +295,7 @@ class ThrowDetector:
         self._stats["blobs"] += len(blobs)
         self._stats["blobs_dropped"] += dropped
         self.last_level, self.last_blobs = level, len(blobs)
-        self._clutter += 0.1 * (len(blobs) - self._clutter)
+        self._clutter += 0.1 * (moving - self._clutter)
         ended = self.tracker.update(blobs, t, self._clutter)
         self._update_background(f, s.background_alpha, blobs)
         return self._decide(ended)
