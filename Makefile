@@ -30,5 +30,11 @@ soak: setup
 bench: setup
 	$(PY) -m tests.benchmarks.run_all --output docs/BENCHMARKS.md
 
+## The default scenario under random faults for MINUTES (default 5), then a verdict
+## on every event (exit 1 if any was lost unreported, out of order, or changed).
+.PHONY: chaos
+chaos: setup
+	$(PY) -m gateway.cli chaos --minutes $(or $(MINUTES),5) --seed $(or $(SEED),1)
+
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

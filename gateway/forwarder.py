@@ -335,6 +335,9 @@ class Forwarder:
                         self.evidence.done(evidence_item)
                         self.stats.evidence_sent += 1
                         evidence_mid, evidence_item = None, None
+                    elif getattr(rc, "is_failure", False):      # status, health, a reply
+                        self.stats.rejected += 1
+                        self._note_error(f"broker refused a publish: {rc} (check its ACL)")
                 if acked:
                     self.store.ack(acked)
                     self.stats.acked += len(acked)
@@ -389,11 +392,17 @@ class Forwarder:
         finally:
             # resume at the oldest event not acknowledged
             while sess.pubacks:
-                mid, _rc = sess.pubacks.popleft()
+                mid, rc = sess.pubacks.popleft()
                 seq = inflight.pop(mid, None)
                 if seq is not None:
+                    if getattr(rc, "is_failure", False):   # mosquitto drops the link right after a refusal
+                        self.stats.rejected += 1
+                        self._note_error(f"broker refused event seq {seq}: {rc} (check its ACL)")
                     self.store.ack([seq])
                     self.stats.acked += 1
+                elif getattr(rc, "is_failure", False):
+                    self.stats.rejected += 1
+                    self._note_error(f"broker refused a publish: {rc} (check its ACL)")
 
     def _publish_evidence(self, client: mqtt.Client, item: EvidenceItem) -> int | None:
         try:

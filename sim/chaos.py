@@ -250,6 +250,8 @@ class ChaosRun:
         self._n = 0
         self.t0 = 0.0
         self.devices: dict[str, list[str]] = {}
+        self._deck: list[str] = []
+        self._net_token = 0
 
     # -- output ----------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -332,8 +334,8 @@ class ChaosRun:
             d = r.uniform(0.5, 3) if mode == "reset" else r.uniform(3, 10)
             latency = r.uniform(0.5, 3.0)
             self.say(f"network {mode} for {d:.1f} s" + (f" ({latency:.1f} s latency)" if mode == "slow" else ""))
-            self.proxy.set_mode(mode, latency=latency)
-            self.later(d, self._network_ok)
+            self._set_network(mode, latency)
+            self.later(d, self._network_undo(self._net_token))
         elif fault == "sigkill":
             d = r.uniform(0.2, 2.0)
             self.say(f"SIGKILL the gateway (life {self.lives}); restart in {d:.1f} s")
@@ -346,12 +348,12 @@ class ChaosRun:
         elif fault == "disk_full":
             d = r.uniform(4, 10)
             self.say(f"state disk full for {d:.1f} s (under a network blackhole and a burst of events)")
-            self.proxy.set_mode("blackhole")
+            self._set_network("blackhole", None)
             self.order({"do": "disk_full", "headroom_kb": 32})
             for probe in self.devices.get("probe", []):
                 self.order({"device": probe, "do": "burst", "count": 1500})
             self.later(d, lambda: self.order({"do": "disk_ok"}, gen))
-            self.later(d, self._network_ok)
+            self.later(d, self._network_undo(self._net_token))
         elif fault == "serial_unplug" and self.devices.get("patrol"):
             dev = r.choice(self.devices["patrol"])
             d = r.uniform(2, 8)
@@ -376,6 +378,24 @@ class ChaosRun:
         if not self.broker.running:
             self.broker.start()
             self.say("broker up")
+
+    def _set_network(self, mode: str, latency: float | None) -> None:
+        self._net_token += 1
+        self.proxy.set_mode(mode, latency=latency)
+
+    def _network_undo(self, token: int) -> Callable[[], None]:
+        """Undo a network fault unless a later one has taken its place (that one undoes itself)."""
+        def undo() -> None:
+            if token == self._net_token:
+                self._network_ok()
+        return undo
+
+    def next_fault(self) -> str:
+        """Faults are dealt from a shuffled deck: every kind comes once before any comes twice."""
+        if not self._deck:
+            self._deck = list(self.faults)
+            self.rng.shuffle(self._deck)
+        return self._deck.pop()
 
     def _network_ok(self) -> None:
         if self.proxy.mode != "pass":
@@ -417,7 +437,7 @@ class ChaosRun:
                     self.say(f"the gateway exited by itself with {self.child.returncode}; starting it again")
                     self.child = None
                     self._restart()
-                self.inject(self.rng.choice(self.faults))
+                self.inject(self.next_fault())
                 self._run_due(min(end, time.monotonic() + self.rng.uniform(*self.gap_s)))
             return self._finish(recorder)
         finally:
