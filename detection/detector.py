@@ -30,6 +30,7 @@ from detection import stages
 from detection.calibration import Calibration
 from detection.floor import estimate_floor
 from detection.settings import DetectorSettings
+from detection.stitching import Fragments, join
 from detection.tracking import Track, Tracker
 from detection.trajectory import FallFit, judge_with_trim
 
@@ -80,6 +81,7 @@ class ThrowDetector:
         self.s = settings or DetectorSettings()
         self.fps = float(fps)
         self.tracker = Tracker(self.s, self.fps)
+        self._fragments = Fragments(self.s)          # rejected tracks a later one may continue
         self._shape: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None          # float32 running average
         self._bg_u8: np.ndarray | None = None
@@ -104,7 +106,7 @@ class ThrowDetector:
     @property
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self._stats.get(k, 0) for k in
-                               ("frames", "global_changes", "lighting_compensated", "shakes", "blobs", "blobs_dropped", "streaks", "ghosts", "throws")}
+                               ("frames", "global_changes", "lighting_compensated", "shakes", "blobs", "blobs_dropped", "streaks", "ghosts", "stitched", "throws")}
         out["tracks"] = self.tracker.started
         out["rejected"] = dict(self._rejected)
         out["shift"] = list(self._shift)
@@ -122,6 +124,7 @@ class ThrowDetector:
         excl = self.cal.exclusion_mask(w, h)
         self._exclusion = stages.pool_mask(excl, self.s.pool_factor) if excl is not None else None
         self._diff = np.empty((h, w), dtype=np.int16)
+        self._diff2 = np.empty((h, w), dtype=np.int16)        # a shake candidate's difference
         self._scratch = np.empty((h, w), dtype=np.float32)
         self._relearn(frame)
 
@@ -202,22 +205,31 @@ class ThrowDetector:
         np.add(self._bg, 0.5, out=self._scratch)
         self._bg_u8 = self._scratch.astype(np.uint8)
 
-    def _motion(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _motion(self, f: np.ndarray, out: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+        """Difference, pooled difference, motion mask, threshold level and the noise level
+        (sigma) that goes with them; the sigma is committed by the caller (`self._sigma = ...`)
+        only for the candidate it keeps, so a misaligned try (shake) does not raise it."""
         assert self._bg_u8 is not None
-        diff = stages.abs_difference(f, self._bg_u8, out=self._diff)
-        measured = stages.noise_sigma(diff)
-        # the noise level follows the measurement slowly, and not at all when the whole
-        # frame jumps (a lighting change must light up the mask, not raise the threshold)
-        if self._sigma is None or self._settle > 0:
-            self._sigma = measured if self._sigma is None else self._sigma + 0.3 * (measured - self._sigma)
-        elif measured < 2.0 * self._sigma + 1.0:
-            self._sigma += 0.1 * (measured - self._sigma)
-        level = max(float(self.s.diff_threshold_min), self.s.noise_k * self._sigma)
+        diff = stages.abs_difference(f, self._bg_u8, out=self._diff if out is None else out)
+        sigma = self._follow_noise(stages.noise_sigma(diff))
+        level = max(float(self.s.diff_threshold_min), self.s.noise_k * sigma)
         for g in self._ghosts:
             stages.suppress_ghost(diff, f, self._bg_u8, g, 0.5 * level)
         pooled = stages.max_pool(diff, self.s.pool_factor)
         mask = stages.apply_exclusion(stages.threshold(pooled, level), self._exclusion)
-        return diff, pooled, mask, level
+        return diff, pooled, mask, level, sigma
+
+    def _follow_noise(self, measured: float) -> float:
+        """The noise level follows the measurement slowly, and not at all when the whole
+        frame jumps (a lighting change must light up the mask, not raise the threshold)."""
+        if self._sigma is None:
+            return measured
+        if self._settle > 0:
+            return self._sigma + 0.3 * (measured - self._sigma)
+        if measured < 2.0 * self._sigma + 1.0:
+            return self._sigma + 0.1 * (measured - self._sigma)
+        return self._sigma
 
     def process(self, frame: np.ndarray, t: float) -> list[ThrowDetection]:
         """Analyse one frame taken at time t; return the throws decided at this frame."""
@@ -243,9 +255,10 @@ class ThrowDetector:
                     self._lut = lut
         raw = stages.apply_lut(frame, self._lut)
         f = stages.shift_image(raw, *self._shift)
-        diff, pooled, mask, level = self._motion(f)
+        diff, pooled, mask, level, sigma = self._motion(f)
         frac = stages.changed_fraction(mask)
         if self._settle > 0:
+            self._sigma = sigma
             self._settle -= 1
             self._last_global = True
             self._update_background(f, 0.5)
@@ -254,12 +267,13 @@ class ThrowDetector:
             shift = stages.estimate_shift(self._bg_u8, raw, s.shake_max_px)
             if shift != self._shift:
                 f2 = stages.shift_image(raw, *shift)
-                d2, p2, m2, l2 = self._motion(f2)
+                d2, p2, m2, l2, sg2 = self._motion(f2, out=self._diff2)
                 frac2 = stages.changed_fraction(m2)
                 if frac2 < frac:
                     self._stats["shakes"] += 1
                     self._shift = shift
-                    f, diff, pooled, mask, level, frac = f2, d2, p2, m2, l2, frac2
+                    f, diff, pooled, mask, level, frac, sigma = f2, d2, p2, m2, l2, frac2, sg2
+                    self._diff, self._diff2 = self._diff2, self._diff
         if frac > s.global_change_fraction and s.lighting_compensation:
             # a change of gain or exposure maps grey levels linearly: fold the inverse
             # into the lookup table and go on, background and tracks intact
@@ -271,8 +285,9 @@ class ThrowDetector:
                 self._last_global = True
                 raw = stages.apply_lut(frame, self._lut)
                 f = stages.shift_image(raw, *self._shift)
-                diff, pooled, mask, level = self._motion(f)
+                diff, pooled, mask, level, sigma = self._motion(f)
                 frac = stages.changed_fraction(mask)
+        self._sigma = sigma
         if frac > s.global_change_fraction:
             # the light changed, not an object: re-learn, raise nothing; open tracks wait
             # (a fall in progress continues after the settling frames)
@@ -340,8 +355,11 @@ class ThrowDetector:
     # -- decisions ----------------------------------------------------------------------------
     def _decide(self, tracks: list[Track]) -> list[ThrowDetection]:
         out: list[ThrowDetection] = []
-        for tr in tracks:
+        for tr in sorted(tracks, key=lambda k: k.t_first):
+            ended = tr
             fit, tr = judge_with_trim(tr, self.cal, self.s, self.fps)
+            if not fit.accepted:
+                fit, tr = self._stitch(ended, fit, tr)
             if not fit.accepted:
                 self._rejected[fit.reason] += 1
                 if len(tr.points) >= self.s.min_track_points:
@@ -357,6 +375,21 @@ class ThrowDetector:
             self._stats["throws"] += 1
             out.append(self._detection(tr, fit))
         return out
+
+    def _stitch(self, ended: Track, fit: FallFit, judged: Track) -> tuple[FallFit, Track]:
+        """A rejected track joined to an earlier rejected one it continues (stitching.py), if
+        the two together are a fall; otherwise the track is kept as a fragment."""
+        self._fragments.expire(ended.t_first)
+        for frag, pts in self._fragments.candidates(ended):
+            joined = join(frag, pts, ended)
+            f2, t2 = judge_with_trim(joined, self.cal, self.s, self.fps)
+            if f2.accepted:
+                self._fragments.remove(frag)
+                self._stats["stitched"] += 1
+                f2.details["stitched"] = True
+                return f2, t2
+        self._fragments.add(ended)
+        return fit, judged
 
     def _detection(self, tr: Track, fit: FallFit) -> ThrowDetection:
         est = estimate_floor(fit, self.cal)

@@ -47,10 +47,15 @@ class Track:
 
     def predict(self, t: float) -> tuple[float, float, float]:
         """Predicted (x, y) at time t and the speed (pixels per second) used for the gate."""
+        return self.predict_with_spread(t)[:3]
+
+    def predict_with_spread(self, t: float) -> tuple[float, float, float, float | None]:
+        """Like predict, plus the RMS (pixels) of the track's recent points around the fitted
+        path (None until five points are known): how well the track follows its own path."""
         p = self.points
         last = p[-1]
         if len(p) == 1:
-            return last.x, last.y, 0.0
+            return last.x, last.y, 0.0, None
         if len(p) >= 5:
             return self._predict_fit(t)
         a, b = p[-2], p[-1]
@@ -67,10 +72,9 @@ class Track:
         # velocity at b is better estimated by adding half a step of acceleration
         vx_b, vy_b = vx + ax * dt1 / 2, vy + ay * dt1 / 2
         return (b.x + vx_b * h + ax * h * h / 2, b.y + vy_b * h + ay * h * h / 2,
-                math.hypot(vx_b + ax * h, vy_b + ay * h))
+                math.hypot(vx_b + ax * h, vy_b + ay * h), None)
 
-
-    def _predict_fit(self, t: float) -> tuple[float, float, float]:
+    def _predict_fit(self, t: float) -> tuple[float, float, float, float]:
         """Quadratic least-squares fit of the last points (robust to one noisy centroid)."""
         pts = self.points[-8:]
         t_ref = pts[-1].t
@@ -81,7 +85,30 @@ class Track:
         h = t - t_ref
         pos = coef[0] + coef[1] * h + coef[2] * h * h
         vel = coef[1] + 2 * coef[2] * h
-        return float(pos[0]), float(pos[1]), float(math.hypot(vel[0], vel[1]))
+        res = A @ coef - xy
+        # residual RMS per point, corrected for the 3 fitted parameters per axis
+        spread = math.sqrt(float((res * res).sum()) / max(1, len(pts) - 3))
+        return float(pos[0]), float(pos[1]), float(math.hypot(vel[0], vel[1])), spread
+
+
+def track_gate(n_points: int, step_px: float, spread: float | None, gap: int, s: DetectorSettings) -> float:
+    """Search radius (pixels) around a track's predicted position.
+
+    A track with one point searches `track_start_radius_px`; otherwise the radius is
+    `track_gate_px` plus `track_gate_speed` times the step per frame. Once a track has
+    `gate_fit_points` points its own path is known: the radius shrinks to
+    `gate_fit_min_px` + `gate_fit_k` x its RMS around the fitted path + `gate_fit_speed`
+    x the step (never more than the general radius), so rain streaks, headlights or a
+    ghost a few pixels off the path cannot capture a clean fall. The radius grows by
+    half for every frame the track went unseen (`gap`).
+    """
+    if n_points <= 1:
+        r = s.track_start_radius_px
+    else:
+        r = s.track_gate_px + s.track_gate_speed * step_px
+        if spread is not None and s.gate_fit_points and n_points >= s.gate_fit_points:
+            r = min(r, s.gate_fit_min_px + s.gate_fit_k * spread + s.gate_fit_speed * step_px)
+    return r * (1.0 + 0.5 * max(0, gap))
 
 
 class Tracker:
@@ -94,31 +121,29 @@ class Tracker:
         self._next_id = 1
         self.started = 0
 
-    def _gate(self, track: Track, speed: float, t: float) -> float:
-        if len(track.points) == 1:
-            r = self.s.track_start_radius_px
-        else:
-            r = self.s.track_gate_px + self.s.track_gate_speed * speed * self.frame_dt
-        gap = max(track.missed, round((t - track.t_last) / self.frame_dt) - 1)   # frames unseen or skipped
-        return r * (1.0 + 0.5 * gap)
+    def _gate(self, track: Track, speed: float, t: float, spread: float | None = None) -> float:
+        return track_gate(len(track.points), speed * self.frame_dt, spread,
+                          max(track.missed, round((t - track.t_last) / self.frame_dt) - 1), self.s)
 
     def update(self, blobs: list[Blob], t: float, clutter: float = 0.0) -> list[Track]:
         """Extend tracks with this frame's blobs; start new tracks; return the tracks that ended."""
         pairs: list[tuple[float, int, int]] = []
         in_gate = [0] * len(self.tracks)
         for ti, tr in enumerate(self.tracks):
-            px, py, speed = tr.predict(t)
-            r = self._gate(tr, speed, t)
+            px, py, speed, spread = tr.predict_with_spread(t)
+            r = self._gate(tr, speed, t, spread)
             r2 = r * r
             for bi, b in enumerate(blobs):
                 d2 = (b.x - px) ** 2 + (b.y - py) ** 2
                 if d2 <= r2:
-                    pairs.append((math.sqrt(d2) / r, ti, bi))
+                    # established tracks choose first: a new track's wide start radius must not
+                    # take the object from the track that has followed it (ties: relative distance)
+                    pairs.append((len(tr.points) < self.s.track_priority_points, math.sqrt(d2) / r, ti, bi))
                     in_gate[ti] += 1
         pairs.sort()
         used_t: set[int] = set()
         used_b: set[int] = set()
-        for _, ti, bi in pairs:
+        for _, _, ti, bi in pairs:
             if ti in used_t or bi in used_b:
                 continue
             used_t.add(ti)

@@ -169,7 +169,8 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     vt = float(vts[i_vt])
     if track.clutter / n > s.clutter_blobs and (vt < s.clutter_min_terminal_mps
                                                  or fit.floors_fallen < s.clutter_min_floors
-                                                 or best > s.clutter_fit_factor * allowed):
+                                                 or best > s.clutter_fit_factor * allowed
+                                                 or sideways_jump(t, x) > s.clutter_max_jump_px):
         fit.reason = "clutter"          # a slow or short fall among many moving things: snow, rain
         return fit
     f0_best = float(f0[i_vt, i_t0])
@@ -200,6 +201,17 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     fit.release_x = release_x
     fit.confidence = float(min(1.0, max(0.0, conf)))
     return fit
+
+
+def sideways_jump(t: np.ndarray, x: np.ndarray) -> float:
+    """Largest sideways step (pixels) between consecutive points beyond the track's typical
+    sideways speed: a track hopping from one snowflake to the next jumps; an object does not."""
+    if len(t) < 3:
+        return 0.0
+    dt = np.maximum(np.diff(t), 1e-6)
+    dx = np.diff(x)
+    rate = float(np.median(dx / dt))
+    return float(np.max(np.abs(dx - rate * dt)))
 
 
 TRIM_REASONS = ("not_gravity", "clutter", "too_slow", "no_acceleration", "too_fast", "erratic", "off_facade")
