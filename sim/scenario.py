@@ -150,10 +150,20 @@ def load_scenario(name_or_path: str) -> Scenario:
     else:
         raise ConfigError([_problem("scenario", f"no scenario file or built-in scenario {name_or_path!r} "
                                                 f"(built-in: {', '.join(builtin_scenarios())})")])
+    raws: list[tuple[str, dict[str, Any]]] = []
     for f in files:
         raw, load_problems = load_toml(f, "scenario")
         problems.items.extend(load_problems.items)
-        _parse(raw, f.stem if len(files) > 1 else "", problems, scenario)
+        raws.append((f.stem if len(files) > 1 else "", raw))
+    return scenario_from_raw(raws, scenario, problems, source=f"scenario {name_or_path}")
+
+
+def scenario_from_raw(raws: list[tuple[str, dict[str, Any]]], scenario: Scenario, problems: Problems | None = None,
+                      source: str = "scenario") -> Scenario:
+    """Build a scenario from parsed TOML documents (one per file); ConfigError listing every problem."""
+    problems = problems or Problems()
+    for key, raw in raws:
+        _parse(raw, key, problems, scenario)
     names = [d.name for d in scenario.devices]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("device", f"device name {dup!r} used more than once")
@@ -162,7 +172,7 @@ def load_scenario(name_or_path: str) -> Scenario:
             check_gateway_action(act.do, act.params, f"action[{i}]", problems)
         if act.device is not None and act.device not in names:
             problems.add(f"action[{i}].device", f"no device named {act.device!r} in the scenario")
-    problems.raise_if_any(f"scenario {name_or_path}")
+    problems.raise_if_any(source)
     scenario.actions.sort(key=lambda a: a.at)
     return scenario
 
