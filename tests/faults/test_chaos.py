@@ -69,3 +69,12 @@ def test_chaos_command_bad_usage_is_one_line() -> None:
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "chaos", "--faults", "meteor"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "meteor" in r.stderr and "sigkill" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["fault-network", "fault-outage", "fault-devices"])
+def test_builtin_fault_scenarios_load(name: str) -> None:
+    from sim.scenario import builtin_scenarios, load_scenario
+    assert name in builtin_scenarios()
+    sc = load_scenario(name)
+    assert sc.actions and sc.devices and sc.duration
+    assert all(a.at < sc.duration for a in sc.actions)
