@@ -122,6 +122,7 @@ class Forwarder:
         self._next_health = 0.0
         self._logged_error = ""
         self._waiting = False
+        self._refusal_streak = 0     # sessions in a row that ended with a refused event
         store.add_listener(self._wake)
 
     # -- life cycle ------------------------------------------------------
@@ -288,6 +289,10 @@ class Forwarder:
                     self.stats.disconnects += 1
                     self._note_error(f"connection to broker lost ({sess.disconnect_reason or 'publish failed'})")
                 self._close(sess, graceful=graceful)
+            if self._refusal_streak:
+                # a broker that keeps refusing our events gets growing pauses, not a reconnect storm
+                self._sleep(backoff_delay(self._refusal_streak - 1, self.cfg.reconnect_min,
+                                          self.cfg.reconnect_max, self.rng))
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -326,8 +331,11 @@ class Forwarder:
                     seq = inflight.pop(mid, None)
                     if seq is not None:
                         if getattr(rc, "is_failure", False):
-                            self.stats.rejected += 1
-                            self._note_error(f"broker refused event seq {seq}: {rc} (check its ACL)")
+                            # Never drop a refused event: it stays buffered, the session ends
+                            # (mosquitto closes it anyway) and reconnects back off until the
+                            # broker's ACL or credentials are fixed. Nothing is lost meanwhile.
+                            self._refused(seq, rc, sess)
+                            return
                         acked.append(seq)
                     elif mid == evidence_mid and evidence_item is not None:
                         if getattr(rc, "is_failure", False):
@@ -339,6 +347,7 @@ class Forwarder:
                         self.stats.rejected += 1
                         self._note_error(f"broker refused a publish: {rc} (check its ACL)")
                 if acked:
+                    self._refusal_streak = 0
                     self.store.ack(acked)
                     self.stats.acked += len(acked)
                     self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
@@ -396,13 +405,20 @@ class Forwarder:
                 seq = inflight.pop(mid, None)
                 if seq is not None:
                     if getattr(rc, "is_failure", False):   # mosquitto drops the link right after a refusal
-                        self.stats.rejected += 1
-                        self._note_error(f"broker refused event seq {seq}: {rc} (check its ACL)")
+                        self._refused(seq, rc, sess)
+                        break      # this and every later event stay buffered, to be sent again in order
                     self.store.ack([seq])
                     self.stats.acked += 1
                 elif getattr(rc, "is_failure", False):
                     self.stats.rejected += 1
                     self._note_error(f"broker refused a publish: {rc} (check its ACL)")
+
+    def _refused(self, seq: int, rc: Any, sess: _Session) -> None:
+        self.stats.rejected += 1
+        self._refusal_streak += 1
+        sess.disconnect_reason = f"broker refused event seq {seq}"
+        self._note_error(f"broker refused event seq {seq}: {rc} (check its ACL); "
+                         f"it stays buffered and is sent again after a reconnect")
 
     def _publish_evidence(self, client: mqtt.Client, item: EvidenceItem) -> int | None:
         try:
