@@ -16,10 +16,6 @@ import json
 import sys
 from typing import Any
 
-from detection.calibration import even_calibration, load_calibration
-from detection.clip import ClipError, load_clip
-from detection.detector import ThrowDetector
-from detection.settings import DetectorSettings, load_settings
 from gateway.configfile import ConfigError
 
 
@@ -39,6 +35,13 @@ def _err(msg: str) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    # imported here, not at module level: `anfang` builds this parser for every
+    # sub-command, and the vision stack (numpy, scipy) is needed only by `detect`
+    from detection.calibration import even_calibration, load_calibration
+    from detection.clip import ClipError, load_clip
+    from detection.detector import ThrowDetector
+    from detection.settings import DetectorSettings, load_settings
+
     try:
         settings = load_settings(args.settings) if args.settings else DetectorSettings()
         clip = load_clip(args.clip)

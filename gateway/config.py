@@ -170,7 +170,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
     if driver_types is not None:
         types, broken = dict(driver_types), {}
     else:
-        types, broken = discover_driver_types()
+        types, broken = discover_driver_types(set(raw) - set(GATEWAY_TABLES))
     owner: dict[str, str] = {}
     for name, cls in types.items():
         for key in (name, *cls.config_keys):

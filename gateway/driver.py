@@ -216,21 +216,41 @@ class BrokenPlugin:
         return f"BrokenPlugin({self.name}: {self.error})"
 
 
-def discover_driver_types() -> tuple[dict[str, type[Driver]], dict[str, BrokenPlugin]]:
-    """Every driver type installed (name -> class), and the plug-ins that failed to load."""
+def discover_driver_types(wanted: "set[str] | None" = None) -> tuple[dict[str, type[Driver]], dict[str, BrokenPlugin]]:
+    """Installed driver types (name -> class), and the plug-ins that failed to load.
+
+    With `wanted` (the top-level keys of a config), plug-ins named by those keys
+    are loaded first, and the others only if some wanted key is still not owned
+    (a driver may own extra keys, its `config_keys`). A gateway without cameras
+    therefore never imports the vision stack: less memory, quicker start.
+    """
     found: dict[str, type[Driver]] = {}
     broken: dict[str, BrokenPlugin] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            broken[ep.name] = BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
-            log.debug("driver plug-in %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
-            continue
-        if not (isinstance(obj, type) and issubclass(obj, Driver)):
-            broken[ep.name] = BrokenPlugin(ep.name, ep.value, "not a gateway.driver.Driver subclass")
-            continue
-        found[ep.name] = obj
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    if wanted is not None:
+        first = [ep for ep in eps if ep.name in wanted]
+        rest = [ep for ep in eps if ep.name not in wanted]
+    else:
+        first, rest = eps, []
+
+    def load(batch: list) -> None:
+        for ep in batch:
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                broken[ep.name] = BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
+                log.debug("driver plug-in %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
+                continue
+            if not (isinstance(obj, type) and issubclass(obj, Driver)):
+                broken[ep.name] = BrokenPlugin(ep.name, ep.value, "not a gateway.driver.Driver subclass")
+                continue
+            found[ep.name] = obj
+
+    load(first)
+    if wanted is not None:
+        owned = {key for name, cls in found.items() for key in (name, *cls.config_keys)}
+        if wanted - owned - set(broken):
+            load(rest)
     return found, broken
 
 

@@ -167,3 +167,19 @@ def test_all_examples_together_make_one_valid_config(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     for family in ("ir_beam", "patrol", "fire_pump", "camera"):
         assert family in r.stdout
+
+
+def test_a_gateway_without_cameras_does_not_load_the_vision_stack(tmp_path: Path) -> None:
+    """Idle memory: only the drivers a config names are imported (numpy/scipy only with cameras)."""
+    code = f"""
+import sys
+from gateway.cli import build_parser
+from gateway.config import parse_config
+build_parser()
+cfg = parse_config({{"gateway": {{"site": "s1", "id": "gw1", "state_dir": "{tmp_path}"}},
+                    "sim_probe": [{{"name": "p"}}]}})
+print(sorted(m for m in ("numpy", "scipy", "detection.detector", "pymodbus", "drivers.camera") if m in sys.modules))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
