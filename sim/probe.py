@@ -115,6 +115,8 @@ class ProbeDriver(Driver):
             if unknown:
                 raise CommandRefused(f"unknown argument(s): {', '.join(sorted(unknown))}")
             dev = args.get("device")
+            if dev is not None and not isinstance(dev, str):
+                raise CommandRefused("device must be a string")
             if dev is not None and dev not in self._counts:
                 raise CommandRefused(f"no probe named {dev!r}")
             return {"counts": {k: v for k, v in self._counts.items() if dev in (None, k)}}
