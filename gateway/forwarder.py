@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 TURN_SECONDS = 0.2
 READ_AHEAD = 1000    # events read from the store at once
+RESERVED_SLOTS = 4   # of the broker's Receive Maximum, kept for status, health, evidence, replies
 
 
 @dataclass
@@ -92,6 +93,7 @@ class _Session:
         self.lost = threading.Event()
         self.disconnect_reason = ""
         self.pubacks: collections.deque[tuple[int, Any]] = collections.deque()
+        self.window = 0     # events in flight at most; set on CONNACK
 
 
 class Forwarder:
@@ -183,7 +185,10 @@ class Forwarder:
         client = mqtt.Client(**kwargs)
         sess = _Session(client)
         client.connect_timeout = cfg.connect_timeout
-        client.max_inflight_messages_set(cfg.inflight + 20)
+        # The window is ours (`inflight`, capped by the broker's Receive Maximum);
+        # paho's own limit is off: with one set, paho rescans every queued message
+        # on each PUBACK, which costs more CPU than anything else per event.
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.will_set(self._topic("status"), self._status_payload("offline"), qos=1, retain=True)
         if cfg.username:
@@ -197,8 +202,12 @@ class Forwarder:
                            keyfile_password=t.key_passphrase.reveal() if t.key_passphrase else None)
             client.tls_insecure_set(not t.verify_hostname)
 
-        def on_connect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+        def on_connect(_c: Any, _u: Any, _flags: Any, rc: Any, props: Any = None) -> None:
             sess.connect_rc = rc
+            receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
+            if receive_max:
+                # keep a few slots for status, health, evidence and command replies
+                sess.window = max(1, min(self.cfg.inflight, int(receive_max) - RESERVED_SLOTS))
             sess.connack.set()
             self.wake()
 
@@ -231,6 +240,7 @@ class Forwarder:
 
     def _connect(self) -> _Session:
         client, sess = self._new_client()
+        sess.window = self.cfg.inflight
         try:
             client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -352,7 +362,7 @@ class Forwarder:
                     self.stats.acked += len(acked)
                     self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
                 # 2. events, in seq order, within the window
-                room = self.cfg.inflight - len(inflight)
+                room = sess.window - len(inflight)
                 if room > 0 and len(ahead) < room:
                     seen_generation = self.store.generation
                     more = self.store.read_after(fetched_upto, max(READ_AHEAD, room))
@@ -393,7 +403,7 @@ class Forwarder:
                     # wakes us), or nothing is ahead and no commit happened since the last
                     # read (the store bumps `generation` and notifies under this same lock).
                     self._waiting = True    # set before the checks: a PUBACK after them will wake us
-                    idle = (self.cfg.inflight - len(inflight) <= 0
+                    idle = (sess.window - len(inflight) <= 0
                             or (not ahead and self.store.generation == seen_generation))
                     if idle and not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set():
                         self._wake.wait(TURN_SECONDS)

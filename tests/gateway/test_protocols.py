@@ -134,3 +134,24 @@ def test_the_readme_driver_example_works(tmp_path: Path, make_ctx, monkeypatch: 
         ctx.wait_event("door_closed")
     finally:
         driver.stop()
+
+
+def test_the_window_respects_the_brokers_receive_maximum(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """paho does not honour MQTT 5's Receive Maximum; the forwarder does, so a strict broker is never overrun."""
+    broker = LocalBroker(workdir=tmp_path_factory.mktemp("rmbroker"), extra_config="max_inflight_messages 10")
+    broker.start()
+    sub = Subscriber(broker.host, broker.port, f"{PREFIX}/event/#")
+    try:
+        with RunningGateway(gateway_config(tmp_path, broker)) as gw:
+            store = gw.supervisor.store
+            for i in range(300):
+                store.append(EventDraft(cls="ir_beam", device="w", type="alarm", severity="alarm",
+                                        ts=SystemClock().now(), data={"i": i}))
+            events = sub.wait_events(lambda evs: len({e["seq"] for e in evs}) >= 301, timeout=30)
+            sess = gw.supervisor.forwarder._session
+            assert sess is not None and sess.window == 10 - 4
+            assert gw.supervisor.forwarder.stats.disconnects == 0
+        assert sorted({e["seq"] for e in events}) == list(range(1, 302))
+    finally:
+        sub.close()
+        broker.close()
