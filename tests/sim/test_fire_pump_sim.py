@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import tomllib
 from pathlib import Path
 
@@ -36,12 +35,8 @@ def read_once(sim: FirePumpSim, unit: int | None = None, timeout: float = 0.3) -
 
 
 def wait_until(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (v := pred()):
-            return v
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    from tests.helpers import wait_until as poll
+    return poll(pred, timeout, interval=0.02)
 
 
 @pytest.fixture

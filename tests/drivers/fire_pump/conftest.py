@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -76,10 +75,5 @@ def rig(make_ctx: Callable[..., Any], tmp_path: Path) -> Iterator[Rig]:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    from tests.helpers import wait_until
+    return wait_until(pred, timeout, interval=0.02, message=what)
