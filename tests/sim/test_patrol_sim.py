@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.configfile import Problems
 
@@ -16,7 +13,7 @@ from drivers.patrol import PatrolDriver
 from sim.base import SimWorld
 from sim.patrol import PatrolSim, card_for
 from sim.scenario import Action, DeviceSpec, Scenario, load_scenario
-from tests.conftest import wait_until
+from tests.helpers import Subscriber, wait_until
 
 
 def build(tmp_path: Path, make_ctx, **params):
@@ -83,37 +80,18 @@ def test_anfang_sim_patrol_end_to_end(broker, tmp_path):
                         devices=[DeviceSpec("patrol", "site", {"leg_seconds": 0.5, "max_leg_seconds": 20})],
                         actions=[Action(at=4.0, do="unplug", device="site", params={"reader": 3}),
                                  Action(at=6.0, do="replug", device="site", params={"reader": 3})])
-    got: list[dict] = []
-    lock = threading.Lock()
-
-    def on_message(_c, _u, msg):
-        with lock:
-            got.append(json.loads(msg.payload))
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="patrol-e2e", protocol=mqtt.MQTTv5)
-    sub.on_message = on_message
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect(broker.host, broker.port)
-    sub.subscribe("anfang/v1/sim/gw1/event/patrol/#", 1)
-    sub.loop_start()
-    assert subscribed.wait(5)
+    sub = Subscriber(broker.host, broker.port, "anfang/v1/sim/gw1/event/patrol/#")
     run = runner.SimRun(scenario, broker_url=broker.url, state_dir=tmp_path / "run", out=io.StringIO())
     t = threading.Thread(target=run.run, daemon=True)
     t.start()
+    wanted = {"checkin", "round_started", "round_completed", "reader_fault", "reader_restore"}
     try:
-        def seen():
-            with lock:
-                types = {e["type"] for e in got}
-            return {"checkin", "round_started", "round_completed", "reader_fault", "reader_restore"} <= types
-        wait_until(seen, timeout=45, message=lambda: f"patrol events; got {sorted({e['type'] for e in got})}")
+        sub.wait_events(lambda evs: wanted <= {e["type"] for e in evs}, timeout=45)
     finally:
         run.request_stop()
         t.join(30)
-        sub.loop_stop()
-        sub.disconnect()
-    with lock:
-        events = list(got)
+        sub.close()
+    events = sub.events()
     assert all(e["class"] == "patrol" for e in events)
     done = [e for e in events if e["type"] == "round_completed"]
     assert done[0]["data"]["route"] == "site-route"
