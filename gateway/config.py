@@ -49,6 +49,7 @@ class MqttConfig:
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     connect_timeout: float = 5.0
+    process: bool = True                # the connection runs in a process of its own (gateway.uplink)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def _parse_mqtt(sec: Section, gateway_id: str) -> MqttConfig:
         reconnect_min=sec.float("reconnect_min", 0.5, min=0.05, max=60.0),
         reconnect_max=sec.float("reconnect_max", 30.0, min=0.1, max=3600.0),
         connect_timeout=sec.float("connect_timeout", 5.0, min=0.5, max=120.0),
+        process=sec.bool("process", True),
     )
     sec.finish()
     return cfg

@@ -1,16 +1,21 @@
 """The MQTT forwarder: from the durable store to the broker, in order, at least once.
 
-One thread runs a connection at a time. Each connection uses a fresh paho
-client (MQTT 5 by default, 3.1.1 as an option) so nothing survives in paho's
-in-memory queue: the store is the only queue. While connected, the thread keeps
-up to `inflight` events published and unacknowledged, in `seq` order; an event
-leaves the store only on its PUBACK. After a disconnect, publishing resumes at
-the oldest unacknowledged event, so everything is sent again in order after an
-outage (duplicates possible, with the same `id`; gaps never).
+One thread runs a connection at a time, and it alone drives paho: no
+`loop_start()`, but paho's external-loop API (`loop_read`, `loop_write`,
+`loop_misc` on `socket()`), polled by this thread together with a wake-up
+socket. A publish goes straight to the socket from this thread and PUBACKs are
+read by it, so no message crosses a thread and no lock is taken per event;
+that halves the CPU each event costs compared with paho's network thread.
+Other threads (the store after a commit, command replies) only queue and poke
+the wake-up socket.
 
-paho's network thread only records PUBACKs and incoming commands in queues;
-all bookkeeping happens in the forwarder thread, so no lock is held across a
-paho call (paho calls `on_publish` while holding its own message mutex).
+Each connection uses a fresh paho client (MQTT 5 by default, 3.1.1 as an
+option) so nothing survives in paho's in-memory queue: the store is the only
+queue. While connected, the thread keeps up to `inflight` events published and
+unacknowledged, in `seq` order; an event leaves the store only on its PUBACK.
+After a disconnect, publishing resumes at the oldest unacknowledged event, so
+everything is sent again in order after an outage (duplicates possible, with
+the same `id`; gaps never).
 
 Beside the event lane: telemetry (QoS 0 by default, latest value wins, sent
 every turn), evidence (spooled files, sent only while no event waits), the
@@ -27,6 +32,8 @@ import collections
 import json
 import logging
 import random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -63,6 +70,7 @@ class ForwarderStats:
     evidence_sent: int = 0
     last_error: str = ""
     last_seq_acked: int = 0
+    window: int = 0             # events in flight at most on this connection
     connected_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,16 +92,52 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> flo
 
 
 class _Session:
-    """One connection's paho client and the queues its callbacks fill."""
+    """One connection's paho client and what its callbacks record (all on the forwarder thread)."""
 
     def __init__(self, client: mqtt.Client) -> None:
         self.client = client
-        self.connack = threading.Event()
+        self.connack = False
         self.connect_rc: Any = None
-        self.lost = threading.Event()
+        self.lost = False
         self.disconnect_reason = ""
         self.pubacks: collections.deque[tuple[int, Any]] = collections.deque()
         self.window = 0     # events in flight at most; set on CONNACK
+
+    def mark_lost(self, reason: str) -> None:
+        if not self.lost:
+            self.disconnect_reason = self.disconnect_reason or reason
+            self.lost = True
+
+
+class _Waker:
+    """A socket pair that other threads poke to wake the forwarder out of select()."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def poke(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except OSError:      # full: a wake-up is already pending; closed: stopping
+            pass
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        self._r.close()
+        self._w.close()
 
 
 class Forwarder:
@@ -117,7 +161,8 @@ class Forwarder:
         self.rng = rng or random.Random()
         self.stats = ForwarderStats()
         self.last_progress = self.clock.monotonic()
-        self._wake = threading.Condition()
+        self._waker = _Waker()
+        self._replies: collections.deque[tuple[str, bytes, bytes | None]] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: _Session | None = None
@@ -125,10 +170,12 @@ class Forwarder:
         self._logged_error = ""
         self._waiting = False
         self._refusal_streak = 0     # sessions in a row that ended with a refused event
-        store.add_listener(self._wake)
+        store.add_listener(self._on_commit)
 
     # -- life cycle ------------------------------------------------------
     def start(self) -> None:
+        if self._waker.closed:
+            self._waker = _Waker()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mqtt-forwarder", daemon=True)
         self._thread.start()
@@ -139,10 +186,16 @@ class Forwarder:
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._waker.close()
 
     def wake(self) -> None:
-        with self._wake:
-            self._wake.notify_all()
+        self._waker.poke()
+
+    def _on_commit(self) -> None:
+        """Called by the store's writer after each commit that added events."""
+        if self._waiting:       # a busy forwarder reads the store again anyway: no syscall per commit
+            self._waker.poke()
 
     def health_soon(self) -> None:
         """Publish `health` at the next turn (after start-up, a driver fault...)."""
@@ -154,17 +207,23 @@ class Forwarder:
         return self._thread is not None and self._thread.is_alive()
 
     def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> bool:
-        """Send a command reply on the current connection (QoS 1); False if not connected."""
+        """Queue a command reply for the current connection (QoS 1); False if not connected."""
         sess = self._session
-        if sess is None or sess.lost.is_set():
+        if sess is None or sess.lost:
             return False
-        props = None
-        if self.cfg.protocol == "5":
-            props = Properties(PacketTypes.PUBLISH)
-            if correlation is not None:
-                props.CorrelationData = correlation
-        info = sess.client.publish(topic, payload, qos=1, properties=props)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._replies.append((topic, payload, correlation))
+        self._waker.poke()
+        return True
+
+    def _send_replies(self, client: mqtt.Client) -> None:
+        while self._replies:
+            topic, payload, correlation = self._replies.popleft()
+            props = None
+            if self.cfg.protocol == "5":
+                props = Properties(PacketTypes.PUBLISH)
+                if correlation is not None:
+                    props.CorrelationData = correlation
+            client.publish(topic, payload, qos=1, properties=props)
 
     # -- connecting ------------------------------------------------------
     def _topic(self, suffix: str) -> str:
@@ -208,19 +267,13 @@ class Forwarder:
             if receive_max:
                 # keep a few slots for status, health, evidence and command replies
                 sess.window = max(1, min(self.cfg.inflight, int(receive_max) - RESERVED_SLOTS))
-            sess.connack.set()
-            self.wake()
+            sess.connack = True
 
         def on_disconnect(_c: Any, _u: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
-            sess.disconnect_reason = str(rc)
-            sess.lost.set()
-            sess.connack.set()
-            self.wake()
+            sess.mark_lost(str(rc))
 
         def on_publish(_c: Any, _u: Any, mid: int, rc: Any, _props: Any = None) -> None:
             sess.pubacks.append((mid, rc))
-            if self._waiting:       # wake the forwarder only if it sleeps (a lock per ack is costly)
-                self.wake()
 
         def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
             if self.on_command is None:
@@ -245,29 +298,65 @@ class Forwarder:
             client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise ConnectionError(f"cannot reach broker {self.cfg.host}:{self.cfg.port}: {exc}") from exc
-        client.loop_start()
-        if not sess.connack.wait(self.cfg.connect_timeout + 2) or sess.lost.is_set() \
-                or sess.connect_rc is None or getattr(sess.connect_rc, "is_failure", False) \
-                or sess.connect_rc != 0:
+        deadline = time.monotonic() + self.cfg.connect_timeout + 2
+        while not sess.connack and not sess.lost and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._pump(sess, min(left, TURN_SECONDS))
+        if not sess.connack or sess.lost or sess.connect_rc is None \
+                or getattr(sess.connect_rc, "is_failure", False) or sess.connect_rc != 0:
             reason = sess.connect_rc if sess.connect_rc is not None else "no CONNACK in time"
             self._close(sess)
             raise ConnectionError(f"broker {self.cfg.host}:{self.cfg.port} refused or did not answer: {reason}")
         return sess
 
-    def _close(self, sess: _Session, graceful: bool = False) -> None:
+    def _pump(self, sess: _Session, timeout: float) -> None:
+        """One turn of paho's network loop, on this thread: wait up to `timeout` for
+        the socket or a poke, then read (PUBACKs, commands), write, keep alive."""
+        client = sess.client
+        sock = client.socket()
+        if sock is None:
+            sess.mark_lost("socket closed")
+            return
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0   # TLS bytes already decrypted
         try:
-            if graceful and not sess.lost.is_set():
-                info = sess.client.publish(self._topic("status"), self._status_payload("offline"),
-                                           qos=1, retain=True)
-                info.wait_for_publish(2.0)
-                sess.client.disconnect()
+            readable, writable, _ = select.select([sock, self._waker], [sock] if client.want_write() else [],
+                                                  [], 0 if pending else timeout)
+        except (OSError, ValueError) as exc:
+            sess.mark_lost(f"socket error: {exc}")
+            return
+        if self._waker in readable:
+            self._waker.drain()
+        for step, due in ((client.loop_read, sock in readable or pending),
+                          (client.loop_write, sock in writable),
+                          (client.loop_misc, True)):
+            if not due:
+                continue
+            rc = step()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                sess.mark_lost(mqtt.error_string(rc) if rc else "socket closed")
+                return
+
+    def _close(self, sess: _Session, graceful: bool = False) -> None:
+        client = sess.client
+        try:
+            if graceful and not sess.lost:
+                info = client.publish(self._topic("status"), self._status_payload("offline"),
+                                      qos=1, retain=True)
+                deadline = time.monotonic() + 2.0
+                while not info.is_published() and not sess.lost and time.monotonic() < deadline:
+                    self._pump(sess, 0.05)
+            if client.socket() is not None:
+                client.disconnect()     # written at once: this thread drives the client
         except (RuntimeError, ValueError, OSError) as exc:
             log.debug("while closing the MQTT connection: %s", exc)
-        sess.client.loop_stop()
-        try:
-            sess.client.socket() and sess.client.disconnect()
-        except Exception:
-            pass
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
     # -- the loop --------------------------------------------------------
     def _run(self) -> None:
@@ -289,6 +378,7 @@ class Forwarder:
             log.info("connected to MQTT broker %s:%d (MQTT %s)", self.cfg.host, self.cfg.port, self.cfg.protocol)
             self._logged_error = ""
             self._session = sess
+            self.stats.window = sess.window
             try:
                 self._serve(sess)
             finally:
@@ -332,7 +422,7 @@ class Forwarder:
         evidence_item: EvidenceItem | None = None
         self._next_health = 0.0
         try:
-            while not self._stop.is_set() and not sess.lost.is_set():
+            while not self._stop.is_set() and not sess.lost:
                 self.last_progress = self.clock.monotonic()
                 # 1. acknowledgements
                 acked: list[int] = []
@@ -392,22 +482,23 @@ class Forwarder:
                         evidence_mid = self._publish_evidence(client, evidence_item)
                         if evidence_mid is None:
                             evidence_item = None
+                self._send_replies(client)
                 # 5. health
                 now = self.clock.monotonic()
                 if self.health_source is not None and now >= self._next_health:
                     self._next_health = now + self.cfg.health_interval
-                    client.publish(self._topic("health"), json.dumps(self.health_source()).encode(),
-                                   qos=1, retain=True)
-                with self._wake:
-                    # Sleep only when there is nothing to do: the window is full (a PUBACK
-                    # wakes us), or nothing is ahead and no commit happened since the last
-                    # read (the store bumps `generation` and notifies under this same lock).
-                    self._waiting = True    # set before the checks: a PUBACK after them will wake us
-                    idle = (sess.window - len(inflight) <= 0
-                            or (not ahead and self.store.generation == seen_generation))
-                    if idle and not sess.pubacks and not sess.lost.is_set() and not self._stop.is_set():
-                        self._wake.wait(TURN_SECONDS)
-                    self._waiting = False
+                    health = self.health_source()
+                    if health is not None:
+                        client.publish(self._topic("health"), json.dumps(health).encode(), qos=1, retain=True)
+                # Wait only when there is nothing to do: the window is full (the socket
+                # wakes us with PUBACKs), or nothing is ahead and no commit happened since
+                # the last read (the store bumps `generation`, then pokes us if waiting).
+                self._waiting = True    # set before the check: a commit after it will poke us
+                idle = (sess.window - len(inflight) <= 0
+                        or (not ahead and self.store.generation == seen_generation))
+                busy = sess.pubacks or self._replies or sess.lost or self._stop.is_set()
+                self._pump(sess, TURN_SECONDS if idle and not busy else 0)
+                self._waiting = False
         finally:
             # resume at the oldest event not acknowledged
             while sess.pubacks:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from gateway.clock import iso_utc
 from gateway.events import dumps_data
@@ -50,8 +50,13 @@ class TelemetryLane:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[tuple[str, str], TelemetryReading] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.offered = 0
         self.thinned = 0
+
+    def add_listener(self, on_put: Callable[[], None]) -> None:
+        """`on_put()` is called after each new reading; it must only poke, never block."""
+        self._listeners.append(on_put)
 
     def put(self, reading: TelemetryReading) -> None:
         key = (reading.cls, reading.device)
@@ -60,6 +65,8 @@ class TelemetryLane:
             if key in self._slots:
                 self.thinned += 1
             self._slots[key] = reading
+        for on_put in self._listeners:
+            on_put()
 
     def drain(self) -> list[TelemetryReading]:
         with self._lock:
@@ -91,15 +98,34 @@ class EvidenceItem:
 class EvidenceSpool:
     """A folder of files waiting for the evidence lane, oldest first, with a size cap."""
 
-    def __init__(self, folder: Path, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, folder: Path, max_bytes: int = 1 << 30, *, owner: bool = True) -> None:
+        """`owner`: this process adds files (and clears unfinished copies on start);
+        the uplink process opens the same folder with owner=False and only sends."""
         self.folder = folder
         self.max_bytes = max_bytes
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
         self.dropped = 0
-        for tmp in self.folder.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+        if owner:
+            for tmp in self.folder.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
         self._pending = self._scan()     # kept in memory: the forwarder asks every turn
+
+    def add_listener(self, on_add: Callable[[], None]) -> None:
+        """`on_add()` is called after each file is spooled."""
+        self._listeners.append(on_add)
+
+    def rescan(self) -> None:
+        """Read the folder again (files added by another process)."""
+        found = self._scan()
+        with self._lock:
+            self._pending = found
+
+    def forget(self, path: Path) -> None:
+        """Another process sent and removed this item."""
+        with self._lock:
+            self._pending = [i for i in self._pending if i.path != path]
 
     def add(self, event_id: str, source: Path, content_type: str) -> EvidenceItem:
         """Copy `source` into the spool; the item is visible only once complete."""
@@ -118,6 +144,8 @@ class EvidenceSpool:
         with self._lock:
             self._pending.append(item)
         self._enforce_cap()
+        for on_add in self._listeners:
+            on_add()
         return item
 
     def items(self) -> list[EvidenceItem]:

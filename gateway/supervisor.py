@@ -2,8 +2,10 @@
 
 Concurrency model: threads. Each driver runs in threads of its own (a driver
 that needs asyncio, like the Modbus poller, runs its own event loop inside its
-thread); the event store has one writer thread; the forwarder one thread plus
-paho's network thread; commands one worker thread. The supervisor's own loop
+thread); the event store has one writer thread; commands one worker thread.
+The MQTT connection (the forwarder) runs in a child process of its own
+(`gateway.uplink`, one Python core more: see there why), or with
+`[mqtt] process = false` in one thread of this process. The supervisor's own loop
 runs in the caller's thread (`run`), waking every `watch_interval` seconds.
 Threads hand work to each other through the store (durable) or small
 thread-safe queues; nothing is shared without a lock. Threads were chosen over
@@ -35,6 +37,7 @@ from gateway.context import GatewayContext
 from gateway.driver import Driver
 from gateway.events import EventDraft
 from gateway.forwarder import Forwarder
+from gateway.uplink import Uplink
 from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.sdnotify import SdNotifier
 from gateway.store import EventStore, StoreUnavailable
@@ -71,7 +74,7 @@ class Supervisor:
         self.resources = dict(resources or {})
         self.slots = [DriverSlot(name, spec.cls, spec.config) for name, spec in config.drivers.items()]
         self.store: EventStore | None = None
-        self.forwarder: Forwarder | None = None
+        self.forwarder: Forwarder | Uplink | None = None
         self.telemetry = TelemetryLane()
         self.evidence: EvidenceSpool | None = None
         self.commands = CommandRouter(config.topic_prefix)
@@ -90,9 +93,10 @@ class Supervisor:
                                 limits=cfg.store, clock=self.clock)
         self.evidence = EvidenceSpool(cfg.state_dir / "evidence-outbox", cfg.evidence_spool_bytes)
         self.commands.register("gateway", {"ping": self._cmd_ping, "health": lambda _a: self.health()})
-        self.forwarder = Forwarder(cfg.mqtt, cfg.topic_prefix, self.store, self.telemetry, self.evidence,
-                                   site=cfg.site, gateway=cfg.gateway, health=self.health,
-                                   on_command=self.commands.submit, clock=self.clock)
+        uplink_type = Uplink if cfg.mqtt.process else Forwarder
+        self.forwarder = uplink_type(cfg.mqtt, cfg.topic_prefix, self.store, self.telemetry, self.evidence,
+                                     site=cfg.site, gateway=cfg.gateway, health=self.health,
+                                     on_command=self.commands.submit, clock=self.clock)
         self.commands.send_reply = self.forwarder.publish_reply
         self.commands.start()
         self.forwarder.start()

@@ -31,6 +31,7 @@ from gateway.events import EventDraft
 from gateway.forwarder import Forwarder
 from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.store import EventStore
+from gateway.uplink import Uplink
 from sim.broker import LocalBroker
 from tests.benchmarks.common import Figure, main
 
@@ -75,14 +76,16 @@ def raw_paho_rate(broker: LocalBroker, n: int, inflight: int = 20) -> float:
     return n / dt
 
 
-def make_pipeline(broker: LocalBroker, state: Path) -> tuple[EventStore, Forwarder]:
+def make_pipeline(broker: LocalBroker, state: Path, process: bool = True) -> tuple[EventStore, Forwarder | Uplink]:
+    """The store and the uplink as `anfang run` builds them (process=False: the forwarder in a thread)."""
     store = EventStore(state / "events.db", site="bench", gateway="gw1")
-    cfg = MqttConfig(host=broker.host, port=broker.port, inflight=200, health_interval=3600)
-    fwd = Forwarder(cfg, PREFIX, store, TelemetryLane(), EvidenceSpool(state / "spool"), site="bench", gateway="gw1")
+    cfg = MqttConfig(host=broker.host, port=broker.port, inflight=200, health_interval=3600, process=process)
+    kind = Uplink if process else Forwarder
+    fwd = kind(cfg, PREFIX, store, TelemetryLane(), EvidenceSpool(state / "spool"), site="bench", gateway="gw1")
     return store, fwd
 
 
-def wait_drained(store: EventStore, fwd: Forwarder, last_seq: int, timeout: float = 600) -> None:
+def wait_drained(store: EventStore, fwd: Forwarder | Uplink, last_seq: int, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while fwd.stats.last_seq_acked < last_seq and time.monotonic() < deadline:
         time.sleep(0.005)

@@ -148,8 +148,7 @@ def test_the_window_respects_the_brokers_receive_maximum(tmp_path: Path, tmp_pat
                 store.append(EventDraft(cls="ir_beam", device="w", type="alarm", severity="alarm",
                                         ts=SystemClock().now(), data={"i": i}))
             events = sub.wait_events(lambda evs: len({e["seq"] for e in evs}) >= 301, timeout=30)
-            sess = gw.supervisor.forwarder._session
-            assert sess is not None and sess.window == 10 - 4
+            wait_until(lambda: gw.supervisor.forwarder.stats.window == 10 - 4, 5, message="the window in use")
             assert gw.supervisor.forwarder.stats.disconnects == 0
         assert sorted({e["seq"] for e in events}) == list(range(1, 302))
     finally:
