@@ -25,6 +25,9 @@ log = logging.getLogger("anfang")
 
 # Modules that add the sub-commands of a device family: `add_commands(subparsers)`.
 FAMILY_COMMAND_MODULES = ("detection.cli", "drivers.patrol.cli", "drivers.fire_pump.cli", "sim.chaos_cli")
+# The commands defined here: for them the family modules (and their imports) are not loaded,
+# which keeps `anfang run` lean (it loads only the drivers its config names).
+CORE_COMMANDS = frozenset({"run", "check-config", "sim", "outbox", "schema"})
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -143,7 +146,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anfang", description="anfang-gateway: building security gateway")
     parser.add_argument("--version", action="version", version=f"anfang-gateway {__version__}")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -174,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of an event")
     p.set_defaults(func=cmd_schema)
 
-    for module_name in FAMILY_COMMAND_MODULES:
+    for module_name in FAMILY_COMMAND_MODULES if with_families else ():
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -185,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    word = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(with_families=word not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.debug)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from gateway.driver import CommandHandler, CommandRefused
-from gateway.forwarder import IncomingCommand
+from gateway.linkstate import IncomingCommand
 
 log = logging.getLogger(__name__)
 

@@ -19,37 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway.configfile import ConfigError, Problems, Secret, Section, load_toml
 from gateway.driver import Driver, discover_driver_types
 from gateway.events import NAME_PATTERN
+from gateway.mqttconfig import MqttConfig, TlsConfig
 from gateway.store import StoreLimits
 
 GATEWAY_TABLES = ("gateway", "mqtt", "store", "supervisor")
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    key_passphrase: Secret | None = None
-    verify_hostname: bool = True
-
-
-@dataclass(frozen=True)
-class MqttConfig:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    protocol: str = "5"                 # "5" or "3.1.1"
-    client_id: str = ""
-    keepalive: int = 15
-    username: str | None = None
-    password: Secret | None = None
-    tls: TlsConfig | None = None
-    inflight: int = 200                 # events published and not yet acknowledged
-    telemetry_qos: int = 0
-    health_interval: float = 30.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
-    connect_timeout: float = 5.0
-    process: bool = True                # the connection runs in a process of its own (gateway.uplink)
 
 
 @dataclass(frozen=True)

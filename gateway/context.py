@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from gateway.clock import Clock
+from gateway.driver import Emission
 from gateway.events import Event, EventDraft
 from gateway.lanes import EvidenceSpool, TelemetryLane, TelemetryReading
 from gateway.store import EventStore
@@ -39,6 +40,12 @@ class GatewayContext:
         draft = EventDraft(cls=cls or self.event_class, device=device, type=type, severity=severity,
                            ts=ts or self.clock.now(), data=dict(data or {}))
         return self.store.append(draft)
+
+    def emit_many(self, emissions: Sequence[Emission]) -> list[Event]:
+        now = self.clock.now()
+        return self.store.append_many([
+            EventDraft(cls=e.cls or self.event_class, device=e.device, type=e.type, severity=e.severity,
+                       ts=e.ts or now, data=dict(e.data or {})) for e in emissions])
 
     def telemetry(self, device: str, values: Mapping[str, Any], ts: datetime | None = None,
                   cls: str | None = None) -> None:

@@ -4,8 +4,8 @@ One thread runs a connection at a time, and it alone drives paho: no
 `loop_start()`, but paho's external-loop API (`loop_read`, `loop_write`,
 `loop_misc` on `socket()`), polled by this thread together with a wake-up
 socket. A publish goes straight to the socket from this thread and PUBACKs are
-read by it, so no message crosses a thread and no lock is taken per event;
-that halves the CPU each event costs compared with paho's network thread.
+read by it, so no message crosses a thread and no lock is taken per event
+(paho's network thread cost a wake-up and a GIL hand-off per message).
 Other threads (the store after a commit, command replies) only queue and poke
 the wake-up socket.
 
@@ -37,7 +37,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
@@ -47,8 +47,9 @@ from paho.mqtt.packettypes import PacketTypes
 
 from gateway import __version__
 from gateway.clock import Clock, SystemClock, iso_utc
-from gateway.config import MqttConfig
+from gateway.mqttconfig import MqttConfig
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
+from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
 from gateway.store import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -56,39 +57,6 @@ log = logging.getLogger(__name__)
 TURN_SECONDS = 0.2
 READ_AHEAD = 1000    # events read from the store at once
 RESERVED_SLOTS = 4   # of the broker's Receive Maximum, kept for status, health, evidence, replies
-
-
-@dataclass
-class ForwarderStats:
-    connected: bool = False
-    connects: int = 0
-    disconnects: int = 0
-    published: int = 0
-    acked: int = 0
-    rejected: int = 0
-    telemetry_sent: int = 0
-    evidence_sent: int = 0
-    last_error: str = ""
-    last_seq_acked: int = 0
-    window: int = 0             # events in flight at most on this connection
-    connected_since: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "connected_since"}
-
-
-@dataclass
-class IncomingCommand:
-    name: str
-    payload: bytes
-    response_topic: str | None
-    correlation: bytes | None
-
-
-def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [lo, min(hi, lo * 2**attempt)]."""
-    cap = min(hi, lo * (2 ** min(attempt, 30)))
-    return rng.uniform(lo, max(lo, cap))
 
 
 class _Session:

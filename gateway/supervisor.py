@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from gateway import __version__
 from gateway.clock import Clock, SystemClock
@@ -36,11 +36,13 @@ from gateway.config import GatewayConfig
 from gateway.context import GatewayContext
 from gateway.driver import Driver
 from gateway.events import EventDraft
-from gateway.forwarder import Forwarder
-from gateway.uplink import Uplink
 from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.sdnotify import SdNotifier
 from gateway.store import EventStore, StoreUnavailable
+from gateway.uplink import Uplink
+
+if TYPE_CHECKING:
+    from gateway.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,11 @@ class Supervisor:
                                 limits=cfg.store, clock=self.clock)
         self.evidence = EvidenceSpool(cfg.state_dir / "evidence-outbox", cfg.evidence_spool_bytes)
         self.commands.register("gateway", {"ping": self._cmd_ping, "health": lambda _a: self.health()})
-        uplink_type = Uplink if cfg.mqtt.process else Forwarder
+        if cfg.mqtt.process:
+            uplink_type: type[Forwarder] | type[Uplink] = Uplink
+        else:
+            from gateway.forwarder import Forwarder   # paho and ssl only where the connection runs
+            uplink_type = Forwarder
         self.forwarder = uplink_type(cfg.mqtt, cfg.topic_prefix, self.store, self.telemetry, self.evidence,
                                      site=cfg.site, gateway=cfg.gateway, health=self.health,
                                      on_command=self.commands.submit, clock=self.clock)

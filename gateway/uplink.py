@@ -43,13 +43,15 @@ import threading
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gateway.clock import Clock, SystemClock
-from gateway.config import MqttConfig
-from gateway.forwarder import ForwarderStats, IncomingCommand, backoff_delay
-from gateway.lanes import EvidenceSpool, TelemetryLane
-from gateway.store import EventStore
+from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
+from gateway.mqttconfig import MqttConfig
+
+if TYPE_CHECKING:     # the uplink process imports this module too: keep it light
+    from gateway.lanes import EvidenceSpool, TelemetryLane
+    from gateway.store import EventStore
 
 log = logging.getLogger(__name__)
 

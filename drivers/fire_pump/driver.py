@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gateway.configfile import Problems, Section
-from gateway.driver import CommandHandler, CommandRefused, ThreadedDriver
+from gateway.driver import CommandHandler, CommandRefused, Emission, ThreadedDriver
 from drivers.fire_pump.compliance import DAY, Compliance, ComplianceSettings
 from drivers.fire_pump.panel import PanelMonitor, PanelSettings
 from drivers.fire_pump.poller import Endpoint, Link, PanelPoll, PollError, PollResult
@@ -215,8 +215,9 @@ class FirePumpDriver(ThreadedDriver):
     def _check_compliance(self) -> None:
         now = self.ctx.clock.now()
         for name, comp in self.compliance.items():
-            for ev in comp.check(now):
-                self.ctx.emit(name, ev.type, ev.severity, ev.data, ts=ev.ts)
+            found = comp.check(now)
+            if found:
+                self.ctx.emit_many([Emission(name, ev.type, ev.severity, ev.data, ts=ev.ts) for ev in found])
 
     @staticmethod
     def _device_state(mon: PanelMonitor) -> str:
@@ -258,8 +259,8 @@ class FirePumpDriver(ThreadedDriver):
                 events = mon.poll_failed(result.reason, ts, mono)
                 tele = None
         self.set_device_state(poll.name, self._device_state(mon))
-        for ev in events:
-            self.ctx.emit(poll.name, ev.type, ev.severity, ev.data, ts=ev.ts)
+        if events:     # what one poll found is committed together: one fsync, never split by a crash
+            self.ctx.emit_many([Emission(poll.name, ev.type, ev.severity, ev.data, ts=ev.ts) for ev in events])
         if tele is not None:
             self.ctx.telemetry(poll.name, tele, ts=ts)
         self.progress()

@@ -122,10 +122,19 @@ class _TimedContext(GatewayContext):
 
     def emit(self, device, type, severity, data=None, ts=None, cls=None):  # type: ignore[override]
         ev = super().emit(device, type, severity, data, ts, cls)
-        with self.cond:
-            self.committed.append((time.monotonic(), device, type))
-            self.cond.notify_all()
+        self._note([ev])
         return ev
+
+    def emit_many(self, emissions):  # type: ignore[override]
+        events = super().emit_many(emissions)
+        self._note(events)
+        return events
+
+    def _note(self, events: list[Any]) -> None:
+        with self.cond:
+            for ev in events:
+                self.committed.append((time.monotonic(), ev.device, ev.type))
+            self.cond.notify_all()
 
     def wait(self, device: str, type: str, timeout: float = 10.0) -> float:
         deadline = time.monotonic() + timeout

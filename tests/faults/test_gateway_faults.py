@@ -44,15 +44,16 @@ until = 4.0
 def test_network_blackhole_is_found_by_keepalive_and_nothing_is_lost(tmp_path: Path) -> None:
     scenario = probe_devices() + """
 [[action]]
-at = 1.0
+at = 2.0
 do = "network_blackhole"
-until = 14.0
+until = 15.0
 """
     with SimInThread(tmp_path, scenario) as sim:
         assert sim.run.proxy is not None, "network actions put a fault proxy between gateway and broker"
+        sim.wait_status("broker connected", timeout=2)
         # packets vanish without a reset: only the MQTT keepalive (5 s here) can tell
         line = sim.wait_status("broker DISCONNECTED", timeout=16)
-        assert sim.t() < 14.0, "the dead link must be found while the blackhole lasts"
+        assert 2.0 < sim.t() < 15.0, "the dead link must be found while the blackhole lasts"
         assert "event(s) buffered" in line
         wait_until(lambda: "no CONNACK" in sim.sup.health()["forwarder"]["last_error"]
                    or "lost" in sim.sup.health()["forwarder"]["last_error"], 10,
