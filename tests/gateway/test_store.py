@@ -160,3 +160,44 @@ def test_seq_continues_after_every_event_was_acknowledged(tmp_path: Path) -> Non
     assert store.all_events() == []
     assert store.append(draft()).seq == 8
     store.close()
+
+
+def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_path: Path) -> None:
+    """Callers of one commit are woken in a chain; Ctrl-C in one of them must not break it."""
+    import signal
+
+    from tests.helpers import wait_until
+
+    store = open_store(tmp_path / "e.db")
+    main = threading.main_thread().ident
+    assert threading.get_ident() == main, "the interrupt goes to the main thread"
+    store._db_lock.acquire()                      # hold the writer inside its first commit
+    first = threading.Thread(target=store.append, args=(draft(0),))
+    first.start()
+    wait_until(lambda: not store._queue, 5, message="the writer to take the first event")
+    done: list[int] = []
+
+    def later(i: int) -> None:
+        done.append(store.append(draft(i)).seq)
+
+    def conductor() -> None:
+        wait_until(lambda: len(store._queue) == 1, 5, message="the main thread's event queued")
+        others = [threading.Thread(target=later, args=(i,)) for i in (2, 3)]
+        for t in others:
+            t.start()
+        wait_until(lambda: len(store._queue) == 3, 5, message="two more callers queued behind it")
+        signal.pthread_kill(main, signal.SIGINT)  # the main thread is parked in its wait
+
+    helper = threading.Thread(target=conductor)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            store.append(draft(1))
+        finally:
+            store._db_lock.release()              # the commits go ahead only once it was interrupted
+    helper.join(10)
+    first.join(10)
+    wait_until(lambda: len(done) == 2, 5, message="the callers after the interrupted one to return")
+    assert sorted(done) == [3, 4]
+    assert [e.seq for e in store.all_events()] == [1, 2, 3, 4], "the interrupted caller's event is kept"
+    store.close()
