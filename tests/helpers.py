@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -95,3 +96,21 @@ def seq_report(events: list[dict[str, Any]]) -> tuple[set[int], list[int]]:
     seqs = {e["seq"] for e in events}
     missing = [s for s in range(1, max(seqs, default=0) + 1) if s not in seqs]
     return seqs, missing
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (all its threads'), from /proc."""
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            kids += [int(k) for k in fh.read().split()]
+    return kids
+
+
+def process_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

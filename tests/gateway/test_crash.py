@@ -14,7 +14,7 @@ import pytest
 
 from gateway.store import read_outbox
 from sim.broker import LocalBroker
-from tests.helpers import Subscriber, wait_until
+from tests.helpers import Subscriber, child_pids, process_alive, wait_until
 
 PREFIX = "anfang/v1/s1/gw1"
 
@@ -45,22 +45,6 @@ severity = "alarm"
     return path
 
 
-def children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as fh:
-            kids += [int(k) for k in fh.read().split()]
-    return kids
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def start_gateway(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -82,24 +66,24 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
             wait_until(lambda: len(sub.received()) >= target or proc.poll() is not None, 30,
                        message="events from the gateway")
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            uplinks = children(proc.pid)
+            uplinks = child_pids(proc.pid)
             assert uplinks, "the broker connection runs in a child process"
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             proc.stderr.close()
             # the orphaned uplink process must go at once: it may not outlive the gateway
-            wait_until(lambda: not any(alive(p) for p in uplinks), 5, message="the uplink process to exit")
+            wait_until(lambda: not any(process_alive(p) for p in uplinks), 5, message="the uplink process to exit")
         # last run: stop cleanly with SIGTERM
         def starts() -> int:
             return len({e["id"] for e in sub.events() if e["type"] == "gateway_started"})
         started_before = starts()
         proc = start_gateway(config)
         wait_until(lambda: starts() > started_before, 20, message="restarted gateway")
-        uplinks = children(proc.pid)
+        uplinks = child_pids(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         proc.stderr.close()
-        assert uplinks and not any(alive(p) for p in uplinks), "a clean stop stops the uplink process first"
+        assert uplinks and not any(process_alive(p) for p in uplinks), "a clean stop stops the uplink process first"
         depth, buffered = read_outbox(state / "events.db", limit=10**7)
         delivered = sub.events()
         seqs = {e["seq"] for e in delivered} | {e.seq for e in buffered}

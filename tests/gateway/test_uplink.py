@@ -18,18 +18,10 @@ from gateway.uplink import Uplink
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
 from tests.gateway.test_delivery import emit_from_threads
-from tests.helpers import Subscriber, seq_report, wait_until
+from tests.helpers import Subscriber, process_alive, seq_report, wait_until
 
 PREFIX = "anfang/v1/s1/gw1"
 CLOCK = SystemClock()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_the_connection_runs_in_a_child_process_by_default(tmp_path: Path, broker: LocalBroker) -> None:
@@ -37,7 +29,7 @@ def test_the_connection_runs_in_a_child_process_by_default(tmp_path: Path, broke
     with RunningGateway(gateway_config(tmp_path, broker)) as gw:
         uplink = gw.supervisor.forwarder
         assert isinstance(uplink, Uplink)
-        assert uplink.pid is not None and uplink.pid != os.getpid() and _alive(uplink.pid)
+        assert uplink.pid is not None and uplink.pid != os.getpid() and process_alive(uplink.pid)
         emit_from_threads(gw.supervisor.store, threads=4, per_thread=100)
         gw.supervisor.telemetry.put(TelemetryReading("fire_pump", "pump-1", CLOCK.now(), {"bar": 6.5}))
         events = sub.wait_events(lambda evs: len({e["seq"] for e in evs}) >= 401, timeout=30)
@@ -47,7 +39,7 @@ def test_the_connection_runs_in_a_child_process_by_default(tmp_path: Path, broke
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert seq_report(events)[1] == []
     assert tele[0].json()["values"] == {"bar": 6.5}
-    wait_until(lambda: not _alive(child), 10, message="the uplink process gone after a clean stop")
+    wait_until(lambda: not process_alive(child), 10, message="the uplink process gone after a clean stop")
     sub.close()
 
 
