@@ -174,6 +174,7 @@ class EventStore:
         self._acks: list[int] = []
         self._closed = False
         self._waking = False        # the callers of the last commit are still being woken
+        self._reserve_error = ""
         self._recent: collections.deque[StoredEvent] = collections.deque(maxlen=RECENT_CACHE)
         self._recent_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -269,6 +270,24 @@ class EventStore:
         finally:
             os.close(dirfd)
         self._reserved = value
+
+    def _reserve_beyond(self, seq: int) -> None:
+        """Keep the reservation ahead of `seq`. If the side file cannot be written (a
+        full or failing disk), events still go in: losing them now would be worse than
+        the seq reuse the reservation guards against, which needs a corrupt database
+        on top. The problem is logged and shown as the store's error, and retried."""
+        if seq <= getattr(self, "_reserved", 0):
+            return
+        try:
+            self._write_reserve(seq + RESERVE_BLOCK)
+        except OSError as exc:
+            message = f"cannot write the seq reservation {self._reserve_path}: {exc}"
+            if message != self._reserve_error:
+                log.error("event store: %s; events are still committed", message)
+                self._reserve_error = message
+            self.last_error = message
+            return
+        self._reserve_error = ""
 
     def _set_meta_last_seq(self, value: int) -> None:
         self._db.execute("INSERT INTO meta(key, value) VALUES('last_seq', ?) "
@@ -368,13 +387,21 @@ class EventStore:
             try:
                 self._evict_for_space()
                 added = self._commit_once(batch, acks)
-            except sqlite3.Error as exc2:
+            except (sqlite3.Error, OSError) as exc2:
                 self._fail(batch, exc2)
                 return
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._fail(batch, exc)
             return
-        self.last_error = ""
+        except Exception as exc:
+            # Bad data or a bug: the writer thread must live on, or every caller
+            # waits forever. These callers get the error; the next commit is new.
+            log.exception("event store: unexpected error committing %d event(s)",
+                          sum(len(r.drafts) for r in batch))
+            self._fail(batch, exc)
+            return
+        if not self._reserve_error:
+            self.last_error = ""
         for req, following in zip(batch, batch[1:]):
             req.next = following
         if batch:
@@ -406,20 +433,26 @@ class EventStore:
         created = time.time()
         rows: list[tuple[int, int, float, str, bytes]] = []
         fresh: list[StoredEvent] = []
-        per_request: list[list[Event]] = []
+        taken: list[tuple[_AppendRequest, list[Event]]] = []
         for req in batch:
-            events = []
-            for draft in req.drafts:
-                seq += 1
-                ev = number(draft, seq, self.site, self.gateway)
-                payload = ev.to_json()
-                sev = SEVERITY_RANK[ev.severity]
-                rows.append((seq, sev, created, ev.topic_suffix, payload))
-                fresh.append(StoredEvent(seq, ev.topic_suffix, payload, sev, created))
-                events.append(ev)
-            per_request.append(events)
-        if seq > getattr(self, "_reserved", 0):
-            self._write_reserve(seq + RESERVE_BLOCK)
+            events: list[Event] = []
+            first = len(rows)
+            try:
+                for draft in req.drafts:
+                    ev = number(draft, seq + len(events) + 1, self.site, self.gateway)
+                    payload = ev.to_json()
+                    sev = SEVERITY_RANK[ev.severity]
+                    rows.append((ev.seq, sev, created, ev.topic_suffix, payload))
+                    fresh.append(StoredEvent(ev.seq, ev.topic_suffix, payload, sev, created))
+                    events.append(ev)
+            except (TypeError, ValueError) as exc:
+                # this caller's data cannot be serialised: its emit() raises, the others' events go in
+                del rows[first:], fresh[first:]
+                req.error = exc
+                continue
+            seq += len(events)
+            taken.append((req, events))
+        self._reserve_beyond(seq)
         count, nbytes = self.count, self.bytes
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -461,7 +494,7 @@ class EventStore:
         self.last_seq = seq
         self.count, self.bytes = count, nbytes
         self.commits += 1
-        for req, events in zip(batch, per_request):
+        for req, events in taken:
             req.events = events
         if acks:
             self._forget_recent(acks)
@@ -574,8 +607,7 @@ class EventStore:
             report = None
             if victims:
                 seq += 1
-                if seq > getattr(self, "_reserved", 0):
-                    self._write_reserve(seq + RESERVE_BLOCK)
+                self._reserve_beyond(seq)
                 report = number(EventDraft(
                     cls="gateway", device=self.gateway, type="events_dropped", severity="warning",
                     ts=self.clock.now(),

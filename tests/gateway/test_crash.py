@@ -57,6 +57,7 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
     state = tmp_path / "state"
     config = write_config(tmp_path / "gw.toml", state, broker)
     rng = random.Random(42)
+    proc: subprocess.Popen[bytes] | None = None
     try:
         for _round in range(4):
             before = len(sub.received())
@@ -97,5 +98,8 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
             assert by_seq.setdefault(e["seq"], e["id"]) == e["id"], "one seq, one event"
         assert sum(1 for e in delivered if e["type"] == "gateway_started") >= 5
     finally:
+        if proc is not None and proc.poll() is None:     # a failed assertion must not leave it running
+            proc.kill()
+            proc.wait(10)
         sub.close()
         broker.close()

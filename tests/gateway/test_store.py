@@ -201,3 +201,37 @@ def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_pa
     assert sorted(done) == [3, 4]
     assert [e.seq for e in store.all_events()] == [1, 2, 3, 4], "the interrupted caller's event is kept"
     store.close()
+
+
+def test_an_event_that_cannot_be_serialised_fails_alone_and_the_store_goes_on(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "e.db")
+    bad = EventDraft(cls="ir_beam", device="d", type="tick", severity="info", ts=CLOCK.now(),
+                     data={"reading": object()})
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        store.append_many([draft(1), bad])          # one caller's events: all or none
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(store.append(draft(i)).seq)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == list(range(1, 9)), "no seq is used by the refused events"
+    assert sorted(e.data["i"] for e in store.all_events()) == list(range(8)), "only the good events are stored"
+    store.close()
+
+
+def test_when_the_seq_reservation_cannot_be_written_events_still_go_in_and_the_error_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.store as store_module
+    monkeypatch.setattr(store_module, "RESERVE_BLOCK", 5)
+    store = open_store(tmp_path / "e.db")
+    blocker = store._reserve_path.with_suffix(".tmp")
+    blocker.mkdir()                                  # the side file's temporary name is taken: writing fails
+    events = [store.append(draft(i)) for i in range(12)]
+    assert [e.seq for e in events] == list(range(1, 13)), "events are committed all the same"
+    assert "seq reservation" in store.last_error
+    blocker.rmdir()
+    store.append(draft(99))
+    assert store.last_error == "", "the next reservation succeeds and the error clears"
+    assert int(store._reserve_path.read_text()) >= 13
+    store.close()
