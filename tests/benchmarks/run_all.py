@@ -1,4 +1,4 @@
-"""Run every benchmark (tests/benchmarks/bench_*.py) and print one table of figures and ratios.
+"""Run every benchmark (tests/benchmarks/bench_*.py), each in a fresh interpreter, and print one table of figures and ratios.
 
     .venv/bin/python -m tests.benchmarks.run_all [--quick] [--only NAME] [--output docs/BENCHMARKS.md]
 """
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
+import subprocess
 import sys
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +21,22 @@ from tests.benchmarks.common import Figure, format_table, machine
 
 def discover() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_"))
+
+
+def run_isolated(name: str, quick: bool) -> tuple[list[Figure], str]:
+    """Run one benchmark in a fresh interpreter: what ran before (a large heap that
+    slows the garbage collector, threads, children) must not weigh on its figures."""
+    cmd = [sys.executable, "-m", f"tests.benchmarks.{name}", "--json"] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    figures = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            row.pop("ratio", None)
+            figures.append(Figure(**row))
+    if proc.returncode != 0:
+        return figures, f"exit code {proc.returncode}\n" + proc.stderr[-3000:]
+    return figures, ""
 
 
 def main() -> int:
@@ -34,12 +51,8 @@ def main() -> int:
     for name in names:
         print(f"== {name} ...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        try:
-            module = importlib.import_module(f"tests.benchmarks.{name}")
-            figures = module.run(quick=args.quick)
-            error = ""
-        except Exception:
-            figures, error = [], traceback.format_exc(limit=3)
+        figures, error = run_isolated(name, args.quick)
+        if error:
             failed += 1
         sections.append((name, figures, time.monotonic() - t0, error))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -51,6 +64,9 @@ def main() -> int:
         if error:
             lines += ["FAILED:", error]
         lines += ["```", ""]
+        notes = getattr(importlib.import_module(f"tests.benchmarks.{name}"), "NOTES", "")
+        if notes:
+            lines += [notes.strip(), ""]
     report = "\n".join(lines)
     print(report)
     if args.output:
