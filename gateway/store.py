@@ -41,6 +41,9 @@ MAX_BATCH = 2_000
 RECENT_CACHE = 20_000
 ACK_FLUSH_SECONDS = 0.05
 EVICT_LOW_WATER = 0.9
+# rows inserted or deleted by one SQL statement: 5 parameters a row stay under 999,
+# the parameter limit of SQLite before 3.32
+ROWS_PER_STATEMENT = 190
 CHAIN_WAIT = 0.002      # seconds the writer waits at most for the callers of the last commit to resume
 
 
@@ -462,8 +465,7 @@ class EventStore:
                 nbytes -= deleted[1]
             dropped_report = None
             if rows:
-                db.executemany("INSERT INTO events(seq, severity, created, topic, payload) "
-                               "VALUES (?, ?, ?, ?, ?)", rows)
+                self._insert(rows)
                 count += len(rows)
                 nbytes += sum(len(r[4]) for r in rows)
                 if count > self.limits.max_events or nbytes > self.limits.max_bytes:
@@ -515,17 +517,29 @@ class EventStore:
             if recent and max(acked) >= recent[0].seq:
                 recent.clear()
 
+    # Python's sqlite3 lets go of the GIL for every step of a statement: one step per
+    # row (executemany, RETURNING) hands the GIL to a waiting thread once per event and
+    # then waits to get it back. So rows go in, and out, a chunk per statement.
+    def _insert(self, rows: list[tuple[int, int, float, str, bytes]]) -> None:
+        for i in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[i:i + ROWS_PER_STATEMENT]
+            values = ",".join(["(?,?,?,?,?)"] * len(chunk))
+            self._db.execute(f"INSERT INTO events(seq, severity, created, topic, payload) VALUES {values}",
+                             [field for row in chunk for field in row])
+
     def _delete(self, seqs: list[int]) -> tuple[int, int]:
         """Delete these events if still stored; returns (count, bytes) deleted."""
         db = self._db
         total_n, total_b = 0, 0
-        for i in range(0, len(seqs), 500):
-            chunk = seqs[i:i + 500]
+        for i in range(0, len(seqs), ROWS_PER_STATEMENT):
+            chunk = seqs[i:i + ROWS_PER_STATEMENT]
             marks = ",".join("?" * len(chunk))
-            sizes = db.execute(f"DELETE FROM events WHERE seq IN ({marks}) RETURNING length(payload)",
-                               chunk).fetchall()
-            total_n += len(sizes)
-            total_b += sum(r[0] for r in sizes)
+            n, b = db.execute(f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM events "
+                              f"WHERE seq IN ({marks})", chunk).fetchone()
+            if n:
+                db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
+            total_n += n
+            total_b += b
         return total_n, total_b
 
     def _evict(self, count: int, nbytes: int, reason: str) -> tuple[EventDraft | None, int, int]:

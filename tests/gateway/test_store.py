@@ -235,3 +235,17 @@ def test_when_the_seq_reservation_cannot_be_written_events_still_go_in_and_the_e
     assert store.last_error == "", "the next reservation succeeds and the error clears"
     assert int(store._reserve_path.read_text()) >= 13
     store.close()
+
+
+def test_large_commits_and_acks_span_several_statements_and_keep_the_books(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "e.db")
+    events = store.append_many([draft(i) for i in range(1000)])       # several INSERT statements
+    assert [e.seq for e in events] == list(range(1, 1001))
+    assert store.count == 1000 and store.bytes == sum(len(e.to_json()) for e in events)
+    store.ack(range(1, 1001))                                          # several DELETE statements
+    store.append(draft(1000))                                          # acks are flushed with a commit
+    assert store.count == 1 and store.bytes == len(store.all_events()[0].to_json())
+    store.close()
+    reopened = open_store(tmp_path / "e.db")
+    assert reopened.count == 1 and reopened.last_seq == 1001
+    reopened.close()
