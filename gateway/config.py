@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.configfile import ConfigError, Problems, Secret, Section, load_toml
+from gateway.configfile import ConfigError, Problems, Section, load_toml
 from gateway.driver import Driver, discover_driver_types
 from gateway.events import NAME_PATTERN
 from gateway.mqttconfig import MqttConfig, TlsConfig

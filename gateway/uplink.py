@@ -34,12 +34,12 @@ again (at least once, same `id`).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -59,6 +59,8 @@ STATS_FIELDS = {f.name for f in fields(ForwarderStats)} - {"connected_since"}
 RESTART_MIN = 0.5
 RESTART_MAX = 30.0
 STOP_TIMEOUT = 8.0
+SILENT_LIMIT = 20.0     # seconds without a message from the child (it sends stats every second): hung, kill it
+CHECK_EVERY = 5.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Uplink:
         self._health_now = True
         self._threads: list[threading.Thread] = []
         self._rng = random.Random()
+        self._last_heard = time.monotonic()
         store.add_listener(self._on_commit)
         telemetry.add_listener(self._feed.set)
         evidence.add_listener(lambda: self._send(("evidence",)))
@@ -129,6 +132,7 @@ class Uplink:
         self._ctl = Connection(ctl_here.detach())
         self._poke = poke_here
         self._health_now = True
+        self._last_heard = time.monotonic()
         self._send(("spec", self.spec))
         self._feed.set()
 
@@ -201,15 +205,17 @@ class Uplink:
                 return False
 
     def _feeder(self) -> None:
-        """Telemetry as it comes (latest wins in the lane meanwhile) and health every interval."""
+        """Telemetry as it comes (latest wins in the lane meanwhile), health every interval,
+        and a look every CHECK_EVERY seconds that the child still talks."""
         next_health = self.clock.monotonic()
         while not self._stop.is_set():
-            timeout = None if self.health_source is None else \
-                max(0.0, min(next_health - self.clock.monotonic(), self.cfg.health_interval))
+            timeout = CHECK_EVERY if self.health_source is None else \
+                max(0.0, min(next_health - self.clock.monotonic(), self.cfg.health_interval, CHECK_EVERY))
             self._feed.wait(timeout)
             self._feed.clear()
             if self._stop.is_set():
                 return
+            self._kill_if_silent()
             readings = self.telemetry.drain()
             if readings:
                 self._send(("telemetry", readings))
@@ -222,6 +228,15 @@ class Uplink:
                 except Exception:
                     log.exception("uplink: building the health message failed")
 
+    def _kill_if_silent(self) -> None:
+        """A child that sends nothing (not even its stats heartbeat) is hung: kill it,
+        and `_watch` starts a new one. Real time, not the gateway's clock."""
+        proc = self._proc
+        silent = time.monotonic() - self._last_heard
+        if proc is not None and proc.poll() is None and silent > SILENT_LIMIT:
+            log.error("uplink process %d silent for %.0f s; killing it", proc.pid, silent)
+            proc.kill()
+
     # -- from the child --------------------------------------------------
     def _watch(self) -> None:
         """Read the child's messages; start it again with backoff if it dies."""
@@ -229,7 +244,12 @@ class Uplink:
             ctl = self._ctl
             try:
                 while ctl is not None:
-                    self._handle(ctl.recv())
+                    msg = ctl.recv()
+                    self._last_heard = time.monotonic()
+                    try:
+                        self._handle(msg)
+                    except Exception:       # one bad message must not stop the acks
+                        log.exception("uplink: handling %r from the uplink process failed", msg[0])
             except (EOFError, OSError):
                 pass
             if self._stop.is_set():

@@ -11,7 +11,6 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.driver import Emission
-from gateway.events import EventDraft
 from gateway.forwarder import Forwarder
 from gateway.lanes import TelemetryReading
 from gateway.uplink import Uplink
@@ -60,6 +59,26 @@ def test_a_killed_uplink_process_is_started_again_and_nothing_is_lost(
     seen, missing = seq_report(events)
     assert missing == [], f"events lost when the uplink process died: {missing[:10]}"
     assert any("uplink process exited" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hung_uplink_process_is_killed_and_replaced(tmp_path: Path, broker: LocalBroker,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.uplink as uplink_module
+    monkeypatch.setattr(uplink_module, "SILENT_LIMIT", 1.5)
+    monkeypatch.setattr(uplink_module, "CHECK_EVERY", 0.25)
+    sub = Subscriber(broker.host, broker.port, f"{PREFIX}/event/#")
+    with RunningGateway(gateway_config(tmp_path, broker, probes=[{"name": "p", "interval": 0.02}])) as gw:
+        uplink = gw.supervisor.forwarder
+        wait_until(lambda: len(sub.received()) >= 20, 15, message="events flowing")
+        hung = uplink.pid
+        os.kill(hung, signal.SIGSTOP)           # alive, but says nothing any more
+        wait_until(lambda: uplink.restarts >= 1 and uplink.pid != hung and uplink.stats.connected, 20,
+                   message="the hung uplink process replaced")
+        assert not process_alive(hung)
+        target = gw.supervisor.store.last_seq + 20
+        events = sub.wait_events(lambda evs: max((e["seq"] for e in evs), default=0) >= target, timeout=30)
+    sub.close()
+    assert seq_report(events)[1] == [], "nothing lost while the uplink process hung"
 
 
 def test_log_lines_of_the_uplink_process_reach_the_gateway_log(
