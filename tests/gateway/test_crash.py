@@ -78,7 +78,9 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
             return len({e["id"] for e in sub.events() if e["type"] == "gateway_started"})
         started_before = starts()
         proc = start_gateway(config)
-        wait_until(lambda: starts() > started_before, 20, message="restarted gateway")
+        # a gateway_started of the last killed run may still be on its way to the subscriber:
+        # the uplink process of this run is the proof that it got past start-up (signal handlers first)
+        wait_until(lambda: starts() > started_before and child_pids(proc.pid), 20, message="restarted gateway")
         uplinks = child_pids(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
