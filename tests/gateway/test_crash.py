@@ -61,10 +61,11 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
         for _round in range(4):
             before = len(sub.received())
             proc = start_gateway(config)
-            # kill at a random instant once this run has forwarded a few hundred events
+            # kill at a random instant once this run has forwarded a few hundred events (the
+            # subscriber may still be catching up with the last run: this one must be up too)
             target = before + rng.randint(200, 2000)
-            wait_until(lambda: len(sub.received()) >= target or proc.poll() is not None, 30,
-                       message="events from the gateway")
+            wait_until(lambda: (len(sub.received()) >= target and child_pids(proc.pid)) or proc.poll() is not None,
+                       30, message="events from the gateway")
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             uplinks = child_pids(proc.pid)
             assert uplinks, "the broker connection runs in a child process"
