@@ -37,7 +37,6 @@ import socket
 import ssl
 import threading
 import time
-
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
@@ -47,9 +46,9 @@ from paho.mqtt.packettypes import PacketTypes
 
 from gateway import __version__
 from gateway.clock import Clock, SystemClock, iso_utc
-from gateway.mqttconfig import MqttConfig
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
 from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
+from gateway.mqttconfig import MqttConfig
 from gateway.store import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
