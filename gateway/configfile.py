@@ -281,6 +281,16 @@ class Section:
         if hi is not None and value > hi:
             self.error(name, f"must be at most {hi}, got {value}")
 
+    def renamed(self, old: str, new: str) -> None:
+        """Refuse a key's old spelling with a line naming the new one (`baudrate` -> `baud`).
+
+        One spelling per idea keeps configs guessable; an old spelling is an
+        error rather than an alias, so two spellings never live side by side.
+        """
+        self._seen.add(old)
+        if old in self.raw:
+            self.error(old, f"renamed: use {new!r} instead")
+
     def mark_seen(self, *names: str) -> None:
         """Declare keys as known without reading them through a getter."""
         self._seen.update(names)
