@@ -1,33 +1,35 @@
-"""Evidence for a thrown-object event: pre-event ring buffer, clip, annotated snapshot, retention.
+"""Evidence files for a thrown-object event: the clip, the annotated snapshot, retention.
 
-    ring = FrameRing(seconds=9.0, max_bytes=256 << 20)   # pre-roll + the longest fall
-    ring.push(t, frame)                                  # every frame, gray or RGB
-    rec = Recording(t_from=t_start - pre, t_until=t_end + post, ...)
-    rec.extend(ring.since(rec.t_from)); ... rec.add(t, frame) -> True when complete
-    path = write_clip(path_without_suffix, rec.frames, fps)   # .mp4 with PyAV, else .avi (MJPEG)
+    path = remux_clip(stem, stream_info, packets)          # the camera's own packets -> .mp4, no re-encode
+    path = write_clip(stem, frames, fps)                    # pictures -> .mp4 (PyAV) or .avi (MJPEG)
+    picture = decode_picture(stream_info, packets, t)      # a decoded picture for the snapshot
     write_jpeg(path, draw_snapshot(frame, track, floors, ...))
     sha256_file(path)
     EvidenceStore(root, keep_days=15, max_bytes=...).prune(now)
 
-Memory stays bounded: the ring drops frames older than its span and the
-oldest frames whenever its byte budget is exceeded; a recording holds
-references to the same arrays, plus at most its post-event seconds.
+Every file is written under a temporary name, closed, synced and only then
+renamed: a file with its final name is whole, so hashing it (after the
+writer returns) hashes what a viewer will see. Remuxing rather than
+re-encoding keeps the clip bit for bit what the camera sent, which is both
+cheaper and better evidence.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from detection import jpeg
+from gateway.atomicfile import fsync_dir, write_atomic
+
+if TYPE_CHECKING:
+    from detection.sources import EncodedPacket, StreamInfo
 
 CLIP_SUFFIXES = (".mp4", ".avi")
 EVIDENCE_SUFFIXES = (".mp4", ".avi", ".jpg")
@@ -39,73 +41,6 @@ def have_pyav() -> bool:
     except ImportError:
         return False
     return True
-
-
-# -- ring buffer ---------------------------------------------------------------
-
-class FrameRing:
-    """The last `seconds` of frames, never more than `max_bytes` of pixel data."""
-
-    def __init__(self, seconds: float, max_bytes: int) -> None:
-        self.seconds = seconds
-        self.max_bytes = max_bytes
-        self._frames: deque[tuple[float, np.ndarray]] = deque()
-        self.nbytes = 0
-        self.dropped_for_memory = 0
-
-    def push(self, t: float, frame: np.ndarray) -> None:
-        self._frames.append((t, frame))
-        self.nbytes += frame.nbytes
-        while self._frames and (t - self._frames[0][0] > self.seconds or self.nbytes > self.max_bytes):
-            old_t, old = self._frames.popleft()
-            self.nbytes -= old.nbytes
-            if t - old_t <= self.seconds:
-                self.dropped_for_memory += 1
-
-    def since(self, t_from: float) -> list[tuple[float, np.ndarray]]:
-        return [(t, f) for t, f in self._frames if t >= t_from]
-
-    def nearest(self, t: float) -> tuple[float, np.ndarray] | None:
-        if not self._frames:
-            return None
-        return min(self._frames, key=lambda tf: abs(tf[0] - t))
-
-    @property
-    def span(self) -> float:
-        """Seconds of video held now."""
-        return self._frames[-1][0] - self._frames[0][0] if len(self._frames) > 1 else 0.0
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def clear(self) -> None:
-        self._frames.clear()
-        self.nbytes = 0
-
-
-@dataclass
-class Recording:
-    """The frames of one clip, from `t_from` (before the event) to `t_until` (after it)."""
-
-    event_id: str
-    t_from: float
-    t_until: float
-    stem: Path                        # file path without suffix
-    frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def extend(self, frames: Iterable[tuple[float, np.ndarray]]) -> None:
-        for t, f in frames:
-            if self.t_from <= t <= self.t_until:
-                self.frames.append((t, f))
-
-    def add(self, t: float, frame: np.ndarray) -> bool:
-        """Take a live frame; True once the recording has everything it needs."""
-        if t > self.t_until:
-            return True
-        if t >= self.t_from and (not self.frames or t > self.frames[-1][0]):
-            self.frames.append((t, frame))
-        return False
 
 
 # -- files -----------------------------------------------------------------------
@@ -160,10 +95,90 @@ def write_clip(stem: Path, frames: Sequence[np.ndarray], fps: float, *, prefer: 
         else:
             jpegs = [jpeg.encode_jpeg(f, 80) for f in imgs]
             jpeg.write_mjpeg_avi(tmp, jpegs, fps, w, h)
-        os.replace(tmp, final)
+        _publish(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Give a closed temporary file its final name, durably (synced before and after the rename)."""
+    fd = os.open(str(tmp), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+REMUX_TIME_BASE = Fraction(1, 90000)   # the usual video clock; fine enough for any frame rate
+
+
+def remux_clip(stem: Path, info: "StreamInfo", packets: Sequence["EncodedPacket"]) -> Path:
+    """Write a source's encoded packets as `stem.mp4` without decoding them; returns the path.
+
+    `packets` are in decoding order and start at a keyframe (what the packet
+    ring hands out). Times are rebased so the clip starts at 0.
+    """
+    import av
+    if not packets:
+        raise ValueError("no packets to write")
+    if not packets[0].keyframe:
+        raise ValueError("a clip must start at a keyframe")
+    final = stem.with_suffix(".mp4")
+    tmp = final.with_name(final.name + ".part")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    base = packets[0].t
+    tb = REMUX_TIME_BASE
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_mux_stream(info.codec, width=info.width, height=info.height)
+            for p in packets:
+                out = av.Packet(p.data)
+                out.pts = round((p.t - base) / tb)
+                out.dts = round((p.dts - base) / tb)
+                out.duration = max(1, round(p.duration / tb))
+                out.time_base = tb
+                out.is_keyframe = p.keyframe
+                out.stream = stream
+                container.mux(out)
+        _publish(tmp, final)   # after the container is closed: its index (moov) is written
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def decode_picture(info: "StreamInfo", packets: Sequence["EncodedPacket"], t: float, *,
+                   width: int = 0, color: bool = True) -> np.ndarray | None:
+    """The decoded picture shown at time `t` (the last one at or before it), from packets starting at a keyframe.
+
+    `width` (0: native) caps the picture's width. None if nothing decodes.
+    """
+    import av
+    cc = av.CodecContext.create(info.codec, "r")
+    tb = REMUX_TIME_BASE
+    best: Any = None
+    try:
+        for p in (*packets, None):
+            if p is not None and p.dts > t + 1e-6 and best is not None:
+                break
+            if p is None:
+                frames = cc.decode(None)
+            else:
+                pkt = av.Packet(p.data)
+                pkt.pts, pkt.dts, pkt.time_base = round(p.t / tb), round(p.dts / tb), tb
+                frames = cc.decode(pkt)
+            for vf in frames:
+                if best is None or vf.pts is None or vf.pts * tb <= t + 1e-6:
+                    best = vf
+    except av.FFmpegError:
+        pass
+    if best is None:
+        return None
+    w = width if 0 < width < best.width else best.width
+    h = best.height if w == best.width else max(2, int(round(best.height * w / best.width / 2)) * 2)
+    return best.reformat(width=w, height=h, format="rgb24" if color else "gray").to_ndarray()
 
 
 def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, w: int, h: int) -> None:
@@ -203,10 +218,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 88) -> bytes:
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int = 88) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(encode_jpeg(image, quality))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, encode_jpeg(image, quality))
 
 
 # -- snapshot drawing ----------------------------------------------------------
@@ -351,9 +363,11 @@ class EvidenceStore:
                 found.append((st.st_mtime, st.st_size, p))
         return sorted(found)
 
-    def prune(self, now: float | None = None, reserve: int = 0) -> PruneResult:
-        """Remove expired files, then the oldest until `reserve` more bytes fit under the cap."""
-        now = time.time() if now is None else now
+    def prune(self, now: float, reserve: int = 0) -> PruneResult:
+        """Remove expired files, then the oldest until `reserve` more bytes fit under the cap.
+
+        `now` is the wall clock as POSIX seconds (file times are on that clock).
+        """
         removed: list[Path] = []
         files = self.files()
         total = sum(size for _, size, _ in files)

@@ -7,31 +7,42 @@
 
 A condition must hold for its set number of seconds before it is a fault (a
 hand passing the lens is not), and the camera must look normal for
-`restore_seconds` before the fault is cleared. One fault at a time: while
+`restore_s` before the fault is cleared. One fault at a time: while
 faulted, the camera is restored only once every condition is clear.
 `now` is a monotonic clock in seconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 REASONS = ("no_frames", "frozen", "covered", "blinded")
 
 
+def _setting(default: float, doc: str, lo: float, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi})
+
+
 @dataclass
 class HealthSettings:
-    no_frames_seconds: float = 5.0   # no frame for this long: no_frames
-    frozen_seconds: float = 5.0      # pictures identical (below frozen_diff) this long: frozen
-    frozen_diff: float = 0.05        # mean |difference| between consecutive samples, grey levels
-    covered_seconds: float = 10.0    # no contrast this long: covered (dark) or blinded (bright)
-    low_contrast: float = 4.0        # standard deviation of the picture below this: no contrast
-    dark_level: float = 60.0         # mean below this (with no contrast): covered
-    bright_level: float = 220.0      # mean above this (with no contrast): blinded
-    restore_seconds: float = 3.0     # normal this long after a fault: restore
-    sample_step: int = 8             # every Nth pixel each way is enough to judge
+    """The `[camera.health]` table: each field is a config key, its default and its doc."""
+
+    no_frames_s: float = _setting(5.0, "no frame for this long: `camera_fault` `no_frames`", 0.5)
+    frozen_s: float = _setting(5.0, "picture unchanged (below `frozen_diff`) this long: `frozen`", 0.5)
+    frozen_diff: float = _setting(0.05, "mean difference between consecutive samples under which the "
+                                  "picture counts as unchanged, grey levels", 0.0)
+    covered_s: float = _setting(10.0, "no contrast this long: `covered` (dark) or `blinded` (bright)", 0.5)
+    low_contrast: float = _setting(4.0, "standard deviation of the picture below which it has no contrast, "
+                                   "grey levels", 0.0)
+    dark_level: float = _setting(60.0, "mean grey level under which a picture without contrast is `covered`",
+                                 0.0, 255.0)
+    bright_level: float = _setting(220.0, "mean grey level over which a picture without contrast is `blinded`",
+                                   0.0, 255.0)
+    restore_s: float = _setting(3.0, "normal this long after a fault: `camera_restore`", 0.0)
+    sample_step: int = 8             # every Nth pixel each way is enough to judge (not a config key)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,8 @@ class CameraHealth:
             return False
         if self._since[reason] is None:
             self._since[reason] = now
-        limit = {"frozen": self.s.frozen_seconds, "covered": self.s.covered_seconds,
-                 "blinded": self.s.covered_seconds, "no_frames": self.s.no_frames_seconds}[reason]
+        limit = {"frozen": self.s.frozen_s, "covered": self.s.covered_s,
+                 "blinded": self.s.covered_s, "no_frames": self.s.no_frames_s}[reason]
         return now - self._since[reason] >= limit   # type: ignore[operator]
 
     def frame(self, now: float, gray: np.ndarray) -> HealthChange | None:
@@ -92,7 +103,7 @@ class CameraHealth:
             self._started = now
         last = self._last_frame if self._last_frame is not None else self._started
         self._since["no_frames"] = last
-        held = {"no_frames": now - last >= self.s.no_frames_seconds}
+        held = {"no_frames": now - last >= self.s.no_frames_s}
         return self._decide(now, held)
 
     def _decide(self, now: float, held: dict[str, bool]) -> HealthChange | None:
@@ -107,7 +118,7 @@ class CameraHealth:
             return None
         if self._normal_since is None:
             self._normal_since = now
-        if now - self._normal_since >= self.s.restore_seconds:
+        if now - self._normal_since >= self.s.restore_s:
             reason, since = self.fault, self.fault_since or now
             self.fault = self.fault_since = None
             return HealthChange("restore", reason, f"camera normal again after {now - since:.0f} s")
@@ -115,8 +126,8 @@ class CameraHealth:
 
     def describe(self, reason: str) -> str:
         return {
-            "no_frames": f"no frames for {self.s.no_frames_seconds:g} s",
-            "frozen": f"picture has not changed for {self.s.frozen_seconds:g} s",
+            "no_frames": f"no frames for {self.s.no_frames_s:g} s",
+            "frozen": f"picture has not changed for {self.s.frozen_s:g} s",
             "covered": f"lens covered or view blocked (dark, contrast {self.contrast:.1f})",
             "blinded": f"camera blinded (bright, contrast {self.contrast:.1f})",
         }[reason]

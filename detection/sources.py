@@ -10,13 +10,21 @@ capture clock for live cameras). `gray` is the uint8 H x W plane the detector
 analyses; `color` (H' x W' x 3 RGB, optional) is the picture kept as evidence.
 A source hands out a fresh array per frame: consumers may keep it.
 
+A source that can hand over the camera's own encoded bits also sets
+`Frame.packets` (the packets demuxed since the previous frame) and
+`stream_info`: the pre-event buffer then keeps those packets, a few MB for
+10 s of 1080p, instead of decoded pictures (hundreds of MB), and the clip is
+remuxed from them, bit for bit what the camera sent.
+
 Implementations:
 - `NpzSource`: an `.npz` clip with `frames` (N x H x W uint8) and `fps`, paced
   in real time or read as fast as possible.
-- `SyntheticSource`: frames of `sim.scene` (a static scene spec) or of a live
-  feed (a simulated camera that takes scenario actions).
+- `SyntheticSource`: frames of a feed handed in by whoever builds it (the
+  simulated cameras of `anfang sim`, through `resources["camera_feeds"]`):
+  this package renders nothing itself.
 - `VideoSource`: a file, a V4L2 device or an RTSP URL through PyAV (the
-  `video` extra; `av` is imported only when such a source opens).
+  `video` extra; `av` is imported only when such a source opens); encoded
+  packets and decoded frames.
 - `PiCameraSource`: picamera2 on a Raspberry Pi (imported only when
   configured): the low-res stream's Y plane for analysis, the main stream
   H.264-encoded into a `CircularOutput2` that records the evidence clip itself.
@@ -36,6 +44,7 @@ import numpy as np
 from gateway.configfile import Secret, Section
 
 SOURCE_TYPES = ("npz", "synthetic", "video", "v4l2", "rtsp", "picamera2")
+FEEDS_KEY = "camera_feeds"     # resources[FEEDS_KEY][name]: the feeds `anfang sim` hands in
 
 
 class SourceError(Exception):
@@ -46,11 +55,37 @@ class EndOfSource(Exception):
     """A finite source (a file, a clip) has no more frames."""
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    """One compressed packet of the camera's stream, timed on the source's timeline."""
+
+    t: float                          # presentation time, seconds (as `Frame.t`)
+    dts: float                        # decoding time, seconds (before `t` for B-frame streams)
+    duration: float                   # seconds
+    keyframe: bool
+    data: bytes                       # Annex B for H.264/H.265: SPS/PPS travel with each keyframe
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What it takes to remux or decode a source's packets without the source."""
+
+    codec: str                        # FFmpeg codec name, e.g. "h264"
+    width: int
+    height: int
+    fps: float
+
+
 @dataclass
 class Frame:
     t: float                          # seconds since the source's first frame
     gray: np.ndarray                  # uint8 H x W, analysed
     color: np.ndarray | None = None   # uint8 H x W x 3 RGB, kept as evidence when present
+    packets: tuple[EncodedPacket, ...] = ()   # encoded packets demuxed since the previous frame
 
 
 class NativeClipRecorder(Protocol):
@@ -83,6 +118,11 @@ class FrameSource(abc.ABC):
     @property
     def native_clips(self) -> NativeClipRecorder | None:
         """The source's own clip recorder, if it records evidence itself."""
+        return None
+
+    @property
+    def stream_info(self) -> StreamInfo | None:
+        """Set when frames carry the stream's encoded packets (see `Frame.packets`)."""
         return None
 
     def __enter__(self) -> "FrameSource":
@@ -198,39 +238,30 @@ def load_npz_clip(path: Path | str) -> tuple[np.ndarray, float]:
 
 
 class LiveFeed(Protocol):
-    """A producer of synthetic frames that changes while it runs (a simulated camera)."""
+    """A producer of frames handed to `SyntheticSource`: a frame rate and an iterator factory."""
 
     fps: float
 
-    def frames(self) -> Iterator[tuple[float, np.ndarray]]: ...
+    def frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        """A fresh iterator of (t, uint8 frame), t in seconds from its first frame."""
 
 
 class SyntheticSource(FrameSource):
-    """Frames of a synthetic facade scene: a `sim.scene.SceneSpec`, or a live feed."""
+    """Frames of a feed someone else renders (a simulated camera); looped if asked."""
 
-    def __init__(self, spec: Any = None, *, feed: LiveFeed | None = None, realtime: bool = False,
-                 loop: bool = False) -> None:
-        if (spec is None) == (feed is None):
-            raise ValueError("give a scene spec or a live feed")
-        self.spec = spec
+    def __init__(self, feed: LiveFeed, *, realtime: bool = False, loop: bool = False) -> None:
         self.feed = feed
         self.realtime = realtime
         self.loop = loop
-        self.fps = float(feed.fps if feed is not None else spec.fps)
-        self.description = "synthetic scene"
+        self.fps = float(feed.fps)
+        self.description = "synthetic feed"
         self._it: Iterator[tuple[float, np.ndarray]] | None = None
         self._pacer: _Pacer | None = None
         self._offset = 0.0
         self._last_t = 0.0
 
-    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
-        if self.feed is not None:
-            return self.feed.frames()
-        from sim.scene import iter_frames   # the scene generator is only needed here
-        return iter_frames(self.spec)
-
     def open(self) -> None:
-        self._it = self._frames()
+        self._it = self.feed.frames()
         self._pacer = _Pacer(self.fps, self.realtime)
         self._offset = 0.0
         self._last_t = 0.0
@@ -242,13 +273,13 @@ class SyntheticSource(FrameSource):
             t, frame = next(self._it)
         except StopIteration:
             if not self.loop:
-                raise EndOfSource("synthetic scene ended") from None
+                raise EndOfSource("synthetic feed ended") from None
             self._offset = self._last_t + 1.0 / self.fps
-            self._it = self._frames()
+            self._it = self.feed.frames()
             try:
                 t, frame = next(self._it)
             except StopIteration:
-                raise EndOfSource("synthetic scene is empty") from None
+                raise EndOfSource("synthetic feed is empty") from None
         t = float(t) + self._offset
         self._last_t = t
         self._pacer.wait(t)
@@ -265,30 +296,51 @@ class VideoOptions:
     url: str
     format: str | None = None                      # "v4l2" for a device; None: guessed
     options: dict[str, str] = field(default_factory=dict)
-    open_timeout: float = 10.0
-    read_timeout: float = 5.0
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
     realtime: bool = False                         # pace a file like a camera
     loop: bool = False
     analysis_width: int = 0                        # 0: native
-    color: bool = True                             # keep an RGB frame for evidence
-    evidence_width: int = 960                      # the RGB frame's width at most
+    color: bool = True                             # evidence pictures in colour
+    evidence_width: int = 960                      # a decoded evidence picture's width at most
     live: bool = False                             # a device or a stream (no end)
+    packets: bool = True                           # hand out the encoded packets (no colour frames then)
+
+
+# Bitstream filters that make packets self-contained (parameter sets in band), so
+# a clip can be remuxed from them long after the source that sent them is gone.
+_SELF_CONTAINED = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 
 
 class VideoSource(FrameSource):
-    """A video file, V4L2 device or RTSP stream, decoded with PyAV (the `video` extra)."""
+    """A video file, V4L2 device or RTSP stream through PyAV (the `video` extra).
+
+    With `packets` (the default) every frame carries the encoded packets
+    demuxed since the previous frame; a stream whose codec cannot be remuxed
+    (raw V4L2 YUV, say) hands out colour frames instead.
+    """
 
     def __init__(self, opts: VideoOptions, *, secret_url: Callable[[], str] | None = None) -> None:
         self.opts = opts
         self._secret_url = secret_url
         self.description = f"video {opts.url}"
         self._container: Any = None
-        self._frames: Iterator[Any] | None = None
+        self._stream: Any = None
+        self._demux: Iterator[Any] | None = None
+        self._bsf: Any = None
+        self._info: StreamInfo | None = None
+        self._pending: list[Any] = []      # decoded frames not yet handed out
+        self._packets: list[EncodedPacket] = []
+        self._flushed = False
         self._pacer: _Pacer | None = None
         self._t0: float | None = None
         self._n = 0
         self._offset = 0.0                 # time already played by earlier loops of a file
         self._last_t: float | None = None
+
+    @property
+    def stream_info(self) -> StreamInfo | None:
+        return self._info
 
     def open(self) -> None:
         try:
@@ -298,7 +350,7 @@ class VideoSource(FrameSource):
         url = self._secret_url() if self._secret_url else self.opts.url
         try:
             self._container = av.open(url, format=self.opts.format, options=dict(self.opts.options),
-                                      timeout=(self.opts.open_timeout, self.opts.read_timeout))
+                                      timeout=(self.opts.open_timeout_s, self.opts.read_timeout_s))
             stream = self._container.streams.video[0]
         except (av.FFmpegError, IndexError, OSError) as exc:
             self.close()
@@ -306,31 +358,55 @@ class VideoSource(FrameSource):
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or 25
         self.fps = float(rate)
-        self._frames = self._container.decode(stream)
+        self._stream = stream
+        self._info = self._packet_info(stream) if self.opts.packets else None
+        self._demux = self._container.demux(stream)
+        self._pending = []
+        self._packets = []
+        self._flushed = False
         self._pacer = _Pacer(self.fps, self.opts.realtime and not self.opts.live)
         self._t0 = None
         self._n = 0
         self._offset = 0.0
         self._last_t = None
 
+    def _packet_info(self, stream: Any) -> StreamInfo | None:
+        """The stream's remux description, with a filter making its packets self-contained; None if it cannot be."""
+        cc = stream.codec_context
+        if cc.name in ("rawvideo", "") or not cc.width:
+            return None
+        if cc.name in _SELF_CONTAINED and (cc.extradata or b"")[:1] == b"\x01":   # avcC / hvcC: out of band
+            from av.bitstream import BitStreamFilterContext
+            self._bsf = BitStreamFilterContext(_SELF_CONTAINED[cc.name], stream)
+        elif cc.extradata and cc.name not in _SELF_CONTAINED:
+            from av.bitstream import BitStreamFilterContext
+            self._bsf = BitStreamFilterContext("dump_extra=freq=keyframe", stream)
+        else:
+            self._bsf = None
+        return StreamInfo(cc.name, int(cc.width), int(cc.height), self.fps)
+
     def read(self) -> Frame | None:
-        if self._frames is None or self._pacer is None:
+        if self._demux is None or self._pacer is None:
             raise SourceError("source is not open")
         import av
         try:
-            vf = next(self._frames)
-        except StopIteration:
-            if self.opts.live:
-                raise SourceError(f"{self.opts.url}: stream ended") from None
-            if self.opts.loop:
-                offset = self._offset + (self._last_t or 0.0) + 1.0 / self.fps
-                self.close()
-                self.open()
-                self._offset = offset
-                return None
-            raise EndOfSource(self.opts.url) from None
+            while not self._pending:
+                if self._flushed:
+                    return self._ended()
+                try:
+                    packet = next(self._demux)
+                except StopIteration:
+                    packet = None
+                if packet is None or packet.size == 0 and packet.dts is None:   # the demuxer's end marker
+                    self._pending.extend(self._stream.decode(None))
+                    self._flushed = True
+                    continue
+                if self._info is not None:
+                    self._keep(packet)
+                self._pending.extend(self._stream.decode(packet))
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"{self.opts.url}: {exc}") from exc
+        vf = self._pending.pop(0)
         if vf.pts is not None and vf.time_base is not None:
             t_media = float(vf.pts * vf.time_base)
         else:
@@ -345,13 +421,46 @@ class VideoSource(FrameSource):
         gray_w = self.opts.analysis_width if 0 < self.opts.analysis_width < vf.width else vf.width
         gray = vf.reformat(width=gray_w, height=_scaled_height(vf, gray_w), format="gray").to_ndarray()
         color = None
-        if self.opts.color:
+        if self.opts.color and self._info is None:
             cw = self.opts.evidence_width if 0 < self.opts.evidence_width < vf.width else vf.width
             color = vf.reformat(width=cw, height=_scaled_height(vf, cw), format="rgb24").to_ndarray()
-        return Frame(t, np.ascontiguousarray(gray), color)
+        packets, self._packets = tuple(self._packets), []
+        return Frame(t, np.ascontiguousarray(gray), color, packets)
+
+    def _keep(self, packet: Any) -> None:
+        """Record a demuxed packet (filtered to stand alone) on the frames' timeline."""
+        filtered = self._bsf.filter(packet) if self._bsf is not None else [packet]
+        for p in filtered:
+            if p.size == 0 or p.time_base is None:
+                continue
+            tb = float(p.time_base)
+            pts = p.pts if p.pts is not None else p.dts
+            if pts is None:
+                continue
+            t = pts * tb
+            if self._t0 is None:
+                self._t0 = t
+            base = self._offset - self._t0
+            dts = (p.dts if p.dts is not None else pts) * tb
+            duration = p.duration * tb if p.duration else 1.0 / self.fps
+            self._packets.append(EncodedPacket(t + base, dts + base, duration, bool(p.is_keyframe), bytes(p)))
+
+    def _ended(self) -> Frame | None:
+        if self.opts.live:
+            raise SourceError(f"{self.opts.url}: stream ended")
+        if self.opts.loop:
+            offset = self._offset + (self._last_t or 0.0) + 1.0 / self.fps
+            self.close()
+            self.open()
+            self._offset = offset
+            return None
+        raise EndOfSource(self.opts.url)
 
     def close(self) -> None:
-        self._frames = None
+        self._demux = None
+        self._stream = None
+        self._bsf = None
+        self._pending = []
         if self._container is not None:
             try:
                 self._container.close()
@@ -463,7 +572,7 @@ class SourceConfig:
 
     def describe(self) -> str:
         p = self.params
-        return {"npz": f"npz {p.get('path')}", "synthetic": "synthetic scene",
+        return {"npz": f"npz {p.get('path')}", "synthetic": f"synthetic feed {p.get('feed')}",
                 "video": f"video file {p.get('path')}", "v4l2": f"V4L2 {p.get('device')}",
                 "rtsp": f"RTSP {p.get('url')}", "picamera2": f"picamera2 {p.get('camera')}"}[self.type]
 
@@ -478,16 +587,9 @@ def parse_source(sec: Section) -> SourceConfig:
         p["realtime"] = sec.bool("realtime", True)
         p["loop"] = sec.bool("loop", False)
     if kind == "synthetic":
-        p["feed"] = sec.str("feed", "") or None
-        p["width"] = sec.int("width", 480, min=64, max=4096)
-        p["height"] = sec.int("height", 270, min=64, max=4096)
-        p["fps"] = sec.float("fps", 12.5, min=1, max=120)
-        p["seconds"] = sec.float("seconds", 30.0, min=1)
-        p["seed"] = sec.int("seed", 1)
-        p["night"] = sec.bool("night", False)
-        p["throws"] = [dict(t) for t in sec.list("throws", [], item_type=dict)]
+        p["feed"] = sec.str("feed")
         p["realtime"] = sec.bool("realtime", True)
-        p["loop"] = sec.bool("loop", True)
+        p["loop"] = sec.bool("loop", False)
     if kind == "v4l2":
         p["device"] = sec.str("device", "/dev/video0")
         p["width"] = sec.int("width", 0, min=0)
@@ -500,11 +602,15 @@ def parse_source(sec: Section) -> SourceConfig:
         secret = sec.secret("password")
         p["transport"] = sec.str("transport", "tcp", choices=("tcp", "udp"))
     if kind in ("video", "v4l2", "rtsp"):
-        p["analysis_width"] = sec.int("analysis_width", 0, min=0)
-        p["color"] = sec.bool("color", True)
-        p["evidence_width"] = sec.int("evidence_width", 960, min=0)
-        p["open_timeout"] = sec.float("open_timeout", 10.0, min=0.5)
-        p["read_timeout"] = sec.float("read_timeout", 5.0, min=0.5)
+        d = VideoOptions(url="")
+        p["analysis_width"] = sec.int("analysis_width", d.analysis_width, min=0)
+        p["color"] = sec.bool("color", d.color)
+        p["evidence_width"] = sec.int("evidence_width", d.evidence_width, min=0)
+        p["open_timeout_s"] = sec.float("open_timeout_s", d.open_timeout_s, min=0.5)
+        p["read_timeout_s"] = sec.float("read_timeout_s", d.read_timeout_s, min=0.5)
+        p["packets"] = sec.bool("packets", d.packets)
+        sec.renamed("open_timeout", "open_timeout_s")
+        sec.renamed("read_timeout", "read_timeout_s")
     if kind == "picamera2":
         p["camera"] = sec.int("camera", 0, min=0)
         p["main_size"] = tuple(_size(sec, "main_size", [1280, 720]))
@@ -530,12 +636,10 @@ def open_source(cfg: SourceConfig, resources: Mapping[str, Any] | None = None,
     if cfg.type == "npz":
         return NpzSource(p["path"], realtime=p["realtime"], loop=p["loop"])
     if cfg.type == "synthetic":
-        if p["feed"]:
-            feeds = (resources or {}).get("camera_feeds", {})
-            if p["feed"] not in feeds:
-                raise SourceError(f"no simulated camera feed named {p['feed']!r}")
-            return SyntheticSource(feed=feeds[p["feed"]], realtime=p["realtime"])
-        return SyntheticSource(scene_spec(p), realtime=p["realtime"], loop=p["loop"])
+        feeds = (resources or {}).get(FEEDS_KEY, {})
+        if p["feed"] not in feeds:
+            raise SourceError(f"no simulated camera feed named {p['feed']!r} (synthetic sources run under `anfang sim`)")
+        return SyntheticSource(feeds[p["feed"]], realtime=p["realtime"], loop=p["loop"])
     if cfg.type == "video":
         return VideoSource(VideoOptions(
             url=str(p["path"]), realtime=p["realtime"], loop=p["loop"], **_video_common(p)))
@@ -569,12 +673,5 @@ def open_source(cfg: SourceConfig, resources: Mapping[str, Any] | None = None,
 
 
 def _video_common(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: p[k] for k in ("analysis_width", "color", "evidence_width", "open_timeout", "read_timeout")}
-
-
-def scene_spec(p: Mapping[str, Any]) -> Any:
-    """A `sim.scene.SceneSpec` from a synthetic source's parameters."""
-    from sim.scene import SceneSpec, ThrowSpec
-    throws = [ThrowSpec(**t) for t in p.get("throws", [])]
-    return SceneSpec(width=p["width"], height=p["height"], fps=p["fps"], seconds=p["seconds"],
-                     seed=p["seed"], night=p["night"], throws=throws)
+    return {k: p[k] for k in ("analysis_width", "color", "evidence_width", "open_timeout_s", "read_timeout_s",
+                              "packets")}

@@ -6,8 +6,10 @@ driver's `synthetic` source with `feed = name` reads at the scene's frame
 rate. Everything after the frame source is the real thing: detector,
 evidence, events.
 
-Params: `width`, `height`, `fps`, `floors`, `seed`, `night`, `pre_seconds`,
-`post_seconds`, `bird_every_s` (steady activity: a bird now and then; 0 = none).
+Params: `width`, `height`, `fps`, `floors`, `seed`, `night`, `pre_s`,
+`post_s`, `bird_every_s` (steady activity: a bird now and then; 0 = none).
+The detection package renders nothing itself: frames reach it only through
+the feeds built here (`SceneFeed` live, `SpecFeed` for a fixed scene).
 
 Scenario actions:
 - `throw`: floor (12), drag (false), mode ("dropped" | "thrown"), size_px (5), column
@@ -33,9 +35,11 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
+from detection.sources import FEEDS_KEY
+from gateway.atomicfile import write_atomic
 from sim.base import SimDevice, SimWorld, UnknownAction
 
-FEEDS_KEY = "camera_feeds"
+RENAMED_PARAMS = {"pre_seconds": "pre_s", "post_seconds": "post_s"}
 DISTRACTOR_ACTIONS = ("bird", "rain", "snow", "insect", "leaf", "headlights", "cloud")
 
 
@@ -43,6 +47,21 @@ DISTRACTOR_ACTIONS = ("bird", "rain", "snow", "insect", "leaf", "headlights", "c
 class _Effect:
     kind: str          # "freeze" | "cover"
     until: float       # feed time
+
+
+@dataclass
+class SpecFeed:
+    """The frames of one fixed `sim.scene.SceneSpec`, as a feed for `SyntheticSource`."""
+
+    spec: Any
+
+    @property
+    def fps(self) -> float:
+        return float(self.spec.fps)
+
+    def frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        from sim.scene import iter_frames
+        return iter_frames(self.spec)
 
 
 @dataclass
@@ -158,12 +177,15 @@ class CameraSim(SimDevice):
     def __init__(self, name: str, params: Mapping[str, Any], world: SimWorld) -> None:
         super().__init__(name, params, world)
         p = self.params
+        for old, new in RENAMED_PARAMS.items():
+            if old in p:
+                raise ValueError(f"camera {name}: param {old!r} is renamed: use {new!r}")
         self.feed = SceneFeed(width=int(p.get("width", 640)), height=int(p.get("height", 360)),
                               fps=float(p.get("fps", 12.5)), floors=int(p.get("floors", 18)),
                               seed=int(p.get("seed", 1)), night=bool(p.get("night", False)),
                               stopping=world.stopping)
-        self.pre_seconds = float(p.get("pre_seconds", 3.0))
-        self.post_seconds = float(p.get("post_seconds", 3.0))
+        self.pre_s = float(p.get("pre_s", 3.0))
+        self.post_s = float(p.get("post_s", 3.0))
         self.bird_every_s = float(p.get("bird_every_s", 0.0))
         world.resources.setdefault(FEEDS_KEY, {})[name] = self.feed
         self._stop = threading.Event()
@@ -172,14 +194,13 @@ class CameraSim(SimDevice):
     def config(self) -> dict[str, Any]:
         cal_path = Path(self.world.state_dir) / f"{self.name}.cal.toml"
         cal_path.parent.mkdir(parents=True, exist_ok=True)
-        cal_path.write_text(self.feed.calibration().to_toml())
+        write_atomic(cal_path, self.feed.calibration().to_toml())
         return {"camera": [{
             "name": self.name,
             "calibration": str(cal_path),
             "source": {"type": "synthetic", "feed": self.name, "realtime": True},
-            "evidence": {"pre_seconds": self.pre_seconds, "post_seconds": self.post_seconds,
-                         "track_seconds": 5.0, "ring_max_mb": 64.0},
-            "telemetry_seconds": 5.0,
+            "evidence": {"pre_s": self.pre_s, "post_s": self.post_s, "track_s": 5.0, "ring_max_mb": 64.0},
+            "telemetry_s": 5.0,
         }]}
 
     def start(self) -> None:

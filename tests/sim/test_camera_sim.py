@@ -19,7 +19,7 @@ from sim.base import SimWorld, UnknownAction
 from sim.camera import CameraSim
 from tests.conftest import wait_until
 
-SMALL = {"width": 480, "height": 270, "fps": 12.5, "floors": 16, "seed": 5, "pre_seconds": 1.0, "post_seconds": 1.0}
+SMALL = {"width": 480, "height": 270, "fps": 12.5, "floors": 16, "seed": 5, "pre_s": 1.0, "post_s": 1.0}
 
 
 def world(tmp_path: Path) -> SimWorld:

@@ -28,7 +28,7 @@ def test_a_normal_camera_raises_nothing() -> None:
 
 
 def test_frozen_picture_is_a_fault_after_its_time_then_restores() -> None:
-    mon = CameraHealth(HealthSettings(frozen_seconds=5, restore_seconds=3))
+    mon = CameraHealth(HealthSettings(frozen_s=5, restore_s=3))
     still = live()
     changes = run(mon, [still] * 80, 0.0)           # 8 s of the same picture
     assert changes == [(5.1, "fault", "frozen")]    # first repeat at 0.1 s + 5 s
@@ -44,7 +44,7 @@ def test_short_freeze_is_not_a_fault() -> None:
 
 
 def test_covered_lens_then_uncovered() -> None:
-    mon = CameraHealth(HealthSettings(covered_seconds=10))
+    mon = CameraHealth(HealthSettings(covered_s=10))
     dark = [np.clip(8 + RNG.normal(0, 1, SCENE.shape), 0, 255).astype(np.uint8) for _ in range(120)]
     changes = run(mon, dark, 0.0)
     assert changes == [(10.0, "fault", "covered")]
@@ -52,7 +52,7 @@ def test_covered_lens_then_uncovered() -> None:
 
 
 def test_blinded_by_a_light() -> None:
-    mon = CameraHealth(HealthSettings(covered_seconds=2))
+    mon = CameraHealth(HealthSettings(covered_s=2))
     white = [np.clip(250 + RNG.normal(0, 1, SCENE.shape), 0, 255).astype(np.uint8) for _ in range(30)]
     assert run(mon, white, 0.0) == [(2.0, "fault", "blinded")]
 
@@ -64,7 +64,7 @@ def test_dark_night_scene_with_detail_is_not_covered() -> None:
 
 
 def test_no_frames_then_frames_again() -> None:
-    mon = CameraHealth(HealthSettings(no_frames_seconds=5, restore_seconds=1))
+    mon = CameraHealth(HealthSettings(no_frames_s=5, restore_s=1))
     assert mon.frame(0.0, live()) is None
     assert mon.idle(3.0) is None
     c = mon.idle(5.5)
@@ -74,7 +74,7 @@ def test_no_frames_then_frames_again() -> None:
 
 
 def test_a_source_that_never_delivered() -> None:
-    mon = CameraHealth(HealthSettings(no_frames_seconds=2))
+    mon = CameraHealth(HealthSettings(no_frames_s=2))
     assert mon.idle(100.0) is None
     c = mon.idle(102.5)
     assert c is not None and c.reason == "no_frames"
