@@ -348,13 +348,17 @@ class VideoSource(FrameSource):
         except ImportError as exc:
             raise SourceError("PyAV is not installed: pip install 'anfang-gateway[video]'") from exc
         url = self._secret_url() if self._secret_url else self.opts.url
+        started = time.monotonic()
         try:
             self._container = av.open(url, format=self.opts.format, options=dict(self.opts.options),
                                       timeout=(self.opts.open_timeout_s, self.opts.read_timeout_s))
             stream = self._container.streams.video[0]
         except (av.FFmpegError, IndexError, OSError) as exc:
             self.close()
-            raise SourceError(f"cannot open {self.opts.url}: {_redact(str(exc), url, self.opts.url)}") from exc
+            why = _redact(str(exc), url, self.opts.url)
+            if time.monotonic() - started >= self.opts.open_timeout_s:   # FFmpeg names the symptom, not the cause
+                why = f"no answer within open_timeout_s = {self.opts.open_timeout_s:g} s ({why})"
+            raise SourceError(f"cannot open {self.opts.url}: {why}") from exc
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or 25
         self.fps = float(rate)
@@ -397,13 +401,13 @@ class VideoSource(FrameSource):
                     packet = next(self._demux)
                 except StopIteration:
                     packet = None
-                if packet is None or packet.size == 0 and packet.dts is None:   # the demuxer's end marker
+                if packet is None or packet.size == 0:   # the end (PyAV's demuxer ends with an empty packet)
                     self._pending.extend(self._stream.decode(None))
                     self._flushed = True
                     continue
-                if self._info is not None:
-                    self._keep(packet)
                 self._pending.extend(self._stream.decode(packet))
+                if self._info is not None:   # after decoding: the filter takes the packet's data over
+                    self._keep(packet)
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"{self.opts.url}: {exc}") from exc
         vf = self._pending.pop(0)

@@ -171,8 +171,14 @@ class Recording:
         return False
 
     def add_packet(self, packet: EncodedPacket) -> bool:
-        """Take a live packet; True once the recording has everything it needs (cut in decoding order)."""
-        if packet.dts > self.t_until:
+        """Take a live packet; True once the recording has everything it needs.
+
+        Past `t_until` (in decoding order) the packets that fill gaps before
+        the latest picture (B-frames) are still taken, so the clip ends on a
+        whole run of pictures.
+        """
+        shown = max((p.t for p in self.packets[-8:]), default=float("-inf"))
+        if packet.dts > self.t_until and packet.t > shown:
             return True
         if not self.packets or packet.dts > self.packets[-1].dts:
             self.packets.append(packet)

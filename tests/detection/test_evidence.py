@@ -1,4 +1,4 @@
-"""Evidence: ring buffer bounds, clips with their pre-event frames, snapshots, hashes, retention."""
+"""Evidence files: clips from pictures, snapshots, hashes, retention (remuxed clips: tests/drivers/camera/test_ring.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from detection import jpeg
-from detection.evidence import (EvidenceStore, FrameRing, Recording, draw_snapshot, encode_jpeg, floor_rows,
-                                sha256_file, write_clip, write_jpeg)
+from detection.evidence import (EvidenceStore, draw_snapshot, encode_jpeg, floor_rows, sha256_file, write_clip,
+                                write_jpeg)
 
 
 def _frame(value: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -24,40 +24,6 @@ def _decode_all(path: Path, fmt: str = "gray") -> list[np.ndarray]:
     pav = pytest.importorskip("av")
     with pav.open(str(path)) as c:
         return [f.to_ndarray(format=fmt) for f in c.decode(video=0)]
-
-
-# -- ring buffer ---------------------------------------------------------------
-
-def test_ring_keeps_only_its_seconds() -> None:
-    ring = FrameRing(seconds=1.0, max_bytes=1 << 30)
-    for i in range(100):
-        ring.push(i / 25, _frame(i))
-    assert len(ring) == 26                       # 1 s at 25 fps, both ends included
-    assert ring.span == pytest.approx(1.0)
-    assert ring.since(99 / 25 - 0.2)[0][1][0, 0] == 94
-
-
-def test_ring_memory_is_bounded_by_its_byte_budget() -> None:
-    one = _frame(0).nbytes
-    ring = FrameRing(seconds=60.0, max_bytes=10 * one)
-    for i in range(500):
-        ring.push(i / 25, _frame(i % 256))
-    assert ring.nbytes <= 10 * one
-    assert len(ring) == 10
-    assert ring.dropped_for_memory == 490        # reported, so a short pre-roll can be explained
-
-
-def test_recording_takes_pre_event_frames_then_stops_after_post_seconds() -> None:
-    ring = FrameRing(seconds=5.0, max_bytes=1 << 30)
-    for i in range(100):                          # 4 s of video
-        ring.push(i / 25, _frame(i))
-    rec = Recording("e1", t_from=3.0 - 1.0, t_until=3.5 + 1.0, stem=Path("x"))
-    rec.extend(ring.since(rec.t_from))
-    assert rec.frames[0][0] == pytest.approx(2.0)   # one second before the event start
-    done = [rec.add(i / 25, _frame(i)) for i in range(100, 125)]
-    assert done[-1] is True and not any(done[:12])
-    assert rec.frames[-1][0] <= 4.5
-    assert len(rec.frames) == int(2.5 * 25) + 1
 
 
 # -- clips -----------------------------------------------------------------------

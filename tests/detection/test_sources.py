@@ -1,8 +1,10 @@
-"""Frame sources: npz clips, synthetic scenes, video files through PyAV; config validation."""
+"""Frame sources: npz clips, synthetic feeds, video files and RTSP streams through PyAV; config validation."""
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,28 +94,33 @@ class _Feed:
 
 
 def test_synthetic_source_from_a_live_feed() -> None:
-    src = SyntheticSource(feed=_Feed())
+    src = SyntheticSource(_Feed())
     with src:
         frames = list(src)
     assert [f.t for f in frames] == pytest.approx([0, 0.1, 0.2, 0.3])
     assert [int(f.gray[0, 0]) for f in frames] == [0, 1, 2, 3]
 
 
-def test_synthetic_source_from_a_scene_spec() -> None:
-    scene = pytest.importorskip("sim.scene")
-    spec = scene.SceneSpec(width=160, height=120, fps=10.0, seconds=1.0, seed=3)
-    with SyntheticSource(spec) as src:
-        frames = list(src)
-    assert len(frames) == 10
-    assert frames[0].gray.shape == (120, 160) and frames[0].gray.dtype == np.uint8
-    assert frames[1].t == pytest.approx(0.1)
+def test_synthetic_source_loops_its_feed_with_time_going_on() -> None:
+    src = SyntheticSource(_Feed(), loop=True)
+    src.open()
+    ts = [src.read().t for _ in range(6)]
+    assert ts == pytest.approx([0, 0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+def test_detection_renders_nothing_itself() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for package in ("detection", "drivers"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            assert "import sim" not in text and "from sim" not in text, path
 
 
 def test_video_file_through_pyav(tmp_path: Path) -> None:
     pytest.importorskip("av")
     frames = [np.full((72, 96), 20 + 10 * i, np.uint8) for i in range(12)]
     path = write_clip(tmp_path / "v", frames, 12.5)
-    src = VideoSource(VideoOptions(url=str(path), color=True, evidence_width=48))
+    src = VideoSource(VideoOptions(url=str(path), color=True, evidence_width=48, packets=False))
     with src:
         got = list(src)
     assert src.fps == pytest.approx(12.5)
@@ -122,6 +129,25 @@ def test_video_file_through_pyav(tmp_path: Path) -> None:
     assert [float(f.gray.mean()) for f in got] == pytest.approx([20 + 10 * i for i in range(12)], abs=3)
     assert got[0].gray.shape == (72, 96)
     assert got[0].color is not None and got[0].color.shape == (36, 48, 3)   # evidence picture capped
+    assert src.stream_info is None and got[0].packets == ()
+
+
+def test_video_file_hands_out_its_own_packets_with_the_frames(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    frames = [np.full((72, 96), 20 + 5 * i, np.uint8) for i in range(30)]
+    path = write_clip(tmp_path / "v", frames, 25.0)
+    src = VideoSource(VideoOptions(url=str(path)))
+    with src:
+        got = list(src)
+        info = src.stream_info
+    packets = [p for f in got for p in f.packets]
+    assert info is not None and (info.width, info.height) == (96, 72) and info.codec in ("h264", "mpeg4")
+    assert len(got) == 30 and len(packets) == 30
+    assert packets[0].keyframe and packets[0].t == pytest.approx(0.0)
+    assert sorted(p.t for p in packets) == pytest.approx([f.t for f in got], abs=1e-3)   # one timeline
+    assert all(f.color is None for f in got)        # the evidence is the packets, not decoded pictures
+    if info.codec == "h264":                        # parameter sets in band: each keyframe stands alone
+        assert packets[0].data[:4] == b"\x00\x00\x00\x01"
 
 
 def test_video_analysis_width_downscales_the_gray_plane(tmp_path: Path) -> None:
@@ -132,11 +158,61 @@ def test_video_analysis_width_downscales_the_gray_plane(tmp_path: Path) -> None:
     assert f.gray.shape == (36, 48) and f.color is None
 
 
-def test_unreachable_stream_is_a_source_error() -> None:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never says a word (a hung camera)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[float] = []
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(time.monotonic())
+            self._conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+def test_rtsp_port_nobody_listens_on_is_a_clear_source_error() -> None:
     pytest.importorskip("av")
-    src = VideoSource(VideoOptions(url="/nonexistent/clip.mp4"))
-    with pytest.raises(SourceError, match="cannot open"):
+    url = f"rtsp://127.0.0.1:{_free_port()}/stream1"
+    src = VideoSource(VideoOptions(url=url, options={"rtsp_transport": "tcp"}, live=True, open_timeout_s=2.0))
+    with pytest.raises(SourceError, match=f"cannot open {url}: .*Connection refused"):
         src.open()
+
+
+def test_rtsp_server_that_says_nothing_times_out_with_a_clear_error() -> None:
+    pytest.importorskip("av")
+    server = SilentServer()
+    url = f"rtsp://127.0.0.1:{server.port}/stream1"
+    src = VideoSource(VideoOptions(url=url, options={"rtsp_transport": "tcp"}, live=True, open_timeout_s=0.5,
+                                   read_timeout_s=0.5), secret_url=lambda: url.replace("//", "//viewer:hunter2@"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceError, match=r"cannot open .*no answer within open_timeout_s = 0.5 s") as err:
+            src.open()
+    finally:
+        server.close()
+    assert time.monotonic() - started < 5.0           # the timeout holds, the thread is not stuck
+    assert len(server.accepted) == 1 and "hunter2" not in str(err.value)
 
 
 def test_picamera_off_a_pi_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,6 +271,12 @@ def test_synthetic_feed_missing_from_resources() -> None:
     with pytest.raises(SourceError, match="cam-1"):
         open_source(cfg, {})
     assert isinstance(open_source(cfg, {"camera_feeds": {"cam-1": _Feed()}}), SyntheticSource)
+
+
+def test_renamed_source_keys_name_the_new_key() -> None:
+    _, probs = _parse({"type": "rtsp", "url": "rtsp://192.0.2.1/s", "open_timeout": 3, "read_timeout": 3})
+    assert "camera[0].source.open_timeout: renamed: use 'open_timeout_s' instead" in probs
+    assert "camera[0].source.read_timeout: renamed: use 'read_timeout_s' instead" in probs
 
 
 def test_looping_video_file_keeps_time_going_forward(tmp_path: Path) -> None:

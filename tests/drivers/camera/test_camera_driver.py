@@ -91,7 +91,7 @@ def test_frozen_picture_then_live_again(make_ctx, tmp_path: Path) -> None:
     still = live(1)[0]
     save_clip(tmp_path / "c.npz", live(20) + [still] * 70 + live(60))   # 7 s frozen at 10 fps
     drv, ctx = start(make_ctx, [camera({"type": "npz", "path": "c.npz", "realtime": False},
-                                       health={"frozen_seconds": 5.0, "restore_seconds": 2.0})], tmp_path)
+                                       health={"frozen_s": 5.0, "restore_s": 2.0})], tmp_path)
     try:
         fault = ctx.wait_event("camera_fault")
         assert fault.data["reason"] == "frozen" and fault.severity == "warning"
@@ -108,7 +108,7 @@ def test_covered_lens_then_uncovered(make_ctx, tmp_path: Path) -> None:
     dark = [np.clip(6 + RNG.normal(0, 1, FACADE.shape), 0, 255).astype(np.uint8) for _ in range(60)]
     save_clip(tmp_path / "c.npz", live(20) + dark + live(40))
     drv, ctx = start(make_ctx, [camera({"type": "npz", "path": "c.npz", "realtime": False},
-                                       health={"covered_seconds": 4.0, "restore_seconds": 1.0})], tmp_path)
+                                       health={"covered_s": 4.0, "restore_s": 1.0})], tmp_path)
     try:
         assert ctx.wait_event("camera_fault").data["reason"] == "covered"
         assert ctx.wait_event("camera_restore").data["reason"] == "covered"
@@ -120,7 +120,7 @@ def test_covered_lens_then_uncovered(make_ctx, tmp_path: Path) -> None:
 def test_no_frames_while_the_source_is_missing_then_restore(make_ctx, tmp_path: Path) -> None:
     clip = save_clip(tmp_path / "c.npz", live(30))
     drv_cfg = camera({"type": "npz", "path": "c.npz", "realtime": True, "loop": True},
-                     health={"no_frames_seconds": 0.5, "restore_seconds": 0.2}, reconnect_seconds=0.1)
+                     health={"no_frames_s": 0.5, "restore_s": 0.2}, reconnect_s=0.1)
     problems = Problems()
     cfg = CameraDriver.parse_config({"camera": [drv_cfg]}, problems, tmp_path)
     hidden = clip.rename(tmp_path / "hidden.npz")      # the camera is unreachable when the gateway starts
@@ -140,8 +140,8 @@ def test_no_frames_while_the_source_is_missing_then_restore(make_ctx, tmp_path: 
 
 def test_one_dead_camera_does_not_stall_another(make_ctx, tmp_path: Path) -> None:
     save_clip(tmp_path / "ok.npz", live(40))
-    cams = [camera({"type": "synthetic", "feed": "nowhere"}, name="dead", health={"no_frames_seconds": 0.5}),
-            camera({"type": "npz", "path": "ok.npz", "realtime": False}, name="alive", telemetry_seconds=0.5)]
+    cams = [camera({"type": "synthetic", "feed": "nowhere"}, name="dead", health={"no_frames_s": 0.5}),
+            camera({"type": "npz", "path": "ok.npz", "realtime": False}, name="alive", telemetry_s=0.5)]
     drv, ctx = start(make_ctx, cams, tmp_path)
     try:
         assert ctx.wait_event("camera_fault").device == "dead"
@@ -161,9 +161,9 @@ def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_pat
         pytest.importorskip("av")
     else:   # as on a gateway without the video extra: MJPEG AVI and the built-in JPEG encoder
         import detection.evidence
-        import drivers.camera
+        import drivers.camera.worker
         monkeypatch.setattr(detection.evidence, "have_pyav", lambda: False)
-        monkeypatch.setattr(drivers.camera, "have_pyav", lambda: False)
+        monkeypatch.setattr(drivers.camera.worker, "have_pyav", lambda: False)
     spec = scene.SceneSpec(width=480, height=270, fps=12.5, seconds=9.0, seed=4, night=False,
                            floors=18, throws=[scene.ThrowSpec(floor=12, t_release=2.0)])
     cal = scene.scene_calibration(spec)
@@ -172,7 +172,7 @@ def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_pat
     save_clip(tmp_path / "throw.npz", list(frames), fps)
     drv, ctx = start(make_ctx, [{"name": "tower-3", "calibration": "cam.cal.toml",
                                  "source": {"type": "npz", "path": "throw.npz", "realtime": False},
-                                 "evidence": {"dir": "ev", "pre_seconds": 1.0, "post_seconds": 1.0}}], tmp_path)
+                                 "evidence": {"dir": "ev", "pre_s": 1.0, "post_s": 1.0}}], tmp_path)
     try:
         alarm = ctx.wait_event("thrown_object", timeout=20)
         saved = ctx.wait_event("evidence_saved", timeout=20)
@@ -217,4 +217,4 @@ def test_the_shipped_example_is_a_valid_config() -> None:
     assert not problems, [str(p) for p in problems.items]
     cam = cfg.cameras[0]
     assert cam.source.type == "v4l2" and cam.calibration.max_floor == 18
-    assert (cam.evidence.pre_seconds, cam.evidence.post_seconds, cam.evidence.keep_days) == (3.0, 3.0, 15.0)
+    assert (cam.evidence.pre_s, cam.evidence.post_s, cam.evidence.keep_days) == (3.0, 3.0, 15.0)
