@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from detection.evidence import write_clip
 from detection.sources import (EndOfSource, NpzSource, PiCameraSource, SourceError, SyntheticSource, VideoOptions,
                                VideoSource, open_source, parse_source)
 from gateway.configfile import Problems, Section
+from tests.drivers.camera.streams import SilentServer, free_port
 
 
 def _clip(path: Path, n: int = 10, fps: float = 25.0, shape: tuple[int, ...] = (40, 60)) -> Path:
@@ -158,42 +157,9 @@ def test_video_analysis_width_downscales_the_gray_plane(tmp_path: Path) -> None:
     assert f.gray.shape == (36, 48) and f.color is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SilentServer:
-    """A TCP server that accepts connections and never says a word (a hung camera)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[float] = []
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(time.monotonic())
-            self._conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self._conns:
-            c.close()
-
-
 def test_rtsp_port_nobody_listens_on_is_a_clear_source_error() -> None:
     pytest.importorskip("av")
-    url = f"rtsp://127.0.0.1:{_free_port()}/stream1"
+    url = f"rtsp://127.0.0.1:{free_port()}/stream1"
     src = VideoSource(VideoOptions(url=url, options={"rtsp_transport": "tcp"}, live=True, open_timeout_s=2.0))
     with pytest.raises(SourceError, match=f"cannot open {url}: .*Connection refused"):
         src.open()

@@ -12,6 +12,7 @@ import pytest
 from drivers.camera import CameraDriver, subsample_track
 from gateway.configfile import Problems
 from tests.conftest import wait_until
+from tests.drivers.camera.streams import SilentServer, encode_h264
 
 CAL = {"floors": [{"floor": f, "y": 250.0 - 10.0 * f} for f in range(1, 24)]}   # 270 px high frames
 RNG = np.random.default_rng(11)
@@ -218,3 +219,66 @@ def test_the_shipped_example_is_a_valid_config() -> None:
     cam = cfg.cameras[0]
     assert cam.source.type == "v4l2" and cam.calibration.max_floor == 18
     assert (cam.evidence.pre_s, cam.evidence.post_s, cam.evidence.keep_days) == (3.0, 3.0, 15.0)
+
+
+# -- streams with packets ------------------------------------------------------------
+
+def test_h264_throw_clip_is_the_streams_own_packets_from_a_keyframe(make_ctx, tmp_path: Path) -> None:
+    scene = pytest.importorskip("sim.scene")
+    av = pytest.importorskip("av")
+    spec = scene.SceneSpec(width=480, height=270, fps=12.5, seconds=9.0, seed=4, night=False,
+                           floors=18, throws=[scene.ThrowSpec(floor=12, t_release=3.0, size_px=8.0)])
+    (tmp_path / "cam.cal.toml").write_text(scene.scene_calibration(spec).to_toml())
+    frames, fps, _truth = scene.render_clip(spec)
+    encode_h264(tmp_path / "throw.mp4", frames, fps, gop=12)     # a keyframe every 0.96 s
+    drv, ctx = start(make_ctx, [{"name": "tower-3", "calibration": "cam.cal.toml",
+                                 "source": {"type": "video", "path": "throw.mp4", "realtime": False},
+                                 "evidence": {"dir": "ev", "pre_s": 1.0, "post_s": 1.0}}], tmp_path)
+    try:
+        alarm = ctx.wait_event("thrown_object", timeout=20)
+        saved = ctx.wait_event("evidence_saved", timeout=20)
+    finally:
+        drv.stop()
+    assert abs(alarm.data["floor"] - 12) <= 1
+    clip = tmp_path / "ev" / "tower-3" / saved.data["file"]
+    assert clip.suffix == ".mp4" and saved.data["content_type"] == "video/mp4"
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() == saved.data["sha256"]
+    with av.open(str(clip)) as c:
+        assert next(p for p in c.demux(video=0) if p.size).is_keyframe
+    with av.open(str(clip)) as c:
+        decoded = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(decoded) == saved.data["frames"]
+    # it starts at the keyframe at or before pre_s ahead of the release, never after it
+    assert 1.0 - 1e-3 <= saved.data["pre_seconds"] < 1.0 + 12 / fps + 1e-3
+    assert len(decoded) >= (float(alarm.data["duration_s"]) + 2.0) * fps - 2
+    with av.open(str(tmp_path / "throw.mp4")) as c:          # bit for bit the stream's pictures, no re-encode
+        source = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    start_index = next(i for i, f in enumerate(source) if np.array_equal(f, decoded[0]))
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, source[start_index:]))
+
+
+def test_unreachable_rtsp_camera_is_retried_with_backoff(make_ctx, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("av")
+    server = SilentServer()
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    pw.chmod(0o600)
+    url = f"rtsp://127.0.0.1:{server.port}/stream1"
+    cam = camera({"type": "rtsp", "url": url, "username": "viewer", "password_file": str(pw),
+                  "open_timeout_s": 0.5, "read_timeout_s": 0.5},
+                 health={"no_frames_s": 1.0}, reconnect_s=0.3, reconnect_max_s=2.0)
+    drv, ctx = start(make_ctx, [cam], tmp_path)
+    try:
+        fault = ctx.wait_event("camera_fault", timeout=10)
+        wait_until(lambda: len(server.accepted) >= 4, timeout=20)
+    finally:
+        drv.stop()
+        server.close()
+    assert fault.data["reason"] == "no_frames" and fault.data["source"] == f"RTSP {url}"
+    assert drv.health().devices["tower-3"] != "ok"
+    gaps = np.diff(server.accepted[:4])
+    assert gaps[2] > gaps[0] + 0.4                      # each retry waits longer (0.3, 0.6, 1.2 s after a try)
+    lines = [r.getMessage() for r in caplog.records if "cannot open" in r.getMessage()]
+    assert lines and all("no answer within open_timeout_s = 0.5 s" in m for m in lines)
+    assert not any("hunter2" in r.getMessage() for r in caplog.records)

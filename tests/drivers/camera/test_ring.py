@@ -10,6 +10,7 @@ import pytest
 from detection.evidence import decode_picture, remux_clip
 from detection.sources import EncodedPacket, StreamInfo, VideoOptions, VideoSource
 from drivers.camera.ring import MAX_DOWNSCALE, FrameRing, PacketRing, Recording
+from tests.drivers.camera.streams import encode_h264
 
 
 def _frame(value: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -18,24 +19,9 @@ def _frame(value: int, h: int = 48, w: int = 64) -> np.ndarray:
 
 def h264_file(path: Path, n: int, fps: int = 25, gop: int = 10, size: tuple[int, int] = (160, 96)) -> Path:
     """A real H.264 MP4 (B-frames, a keyframe every `gop` frames); frame i shows brightness i mod 200."""
-    av = pytest.importorskip("av")
-    if "libx264" not in av.codecs_available:
-        pytest.skip("PyAV without libx264")
     w, h = size
-    rng = np.random.default_rng(1)
-    texture = rng.integers(0, 40, (h, w), dtype=np.uint8)
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for i in range(n):
-            vf = av.VideoFrame.from_ndarray(texture + np.uint8(i % 200), format="gray")
-            vf.pts = i
-            for p in s.encode(vf.reformat(format="yuv420p")):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path
+    texture = np.random.default_rng(1).integers(0, 40, (h, w), dtype=np.uint8)
+    return encode_h264(path, (texture + np.uint8(i % 200) for i in range(n)), fps, gop=gop, crf=23)
 
 
 def read_packets(path: Path) -> tuple[StreamInfo, list[tuple[float, np.ndarray]], list[EncodedPacket]]:

@@ -1,0 +1,68 @@
+"""Real streams for camera tests: H.264 files encoded with PyAV, and a camera that never answers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pytest
+
+
+def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: int = 12, crf: int = 18) -> Path:
+    """An H.264 MP4 as a camera would stream it (B-frames, a keyframe every `gop` frames) from grey frames."""
+    av = pytest.importorskip("av")
+    if "libx264" not in av.codecs_available:
+        pytest.skip("PyAV without libx264")
+    from fractions import Fraction
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        s.pix_fmt = "yuv420p"
+        s.options = {"preset": "veryfast", "crf": str(crf), "g": str(gop), "keyint_min": str(gop),
+                     "sc_threshold": "0"}
+        for i, f in enumerate(frames):
+            if i == 0:
+                s.height, s.width = f.shape[:2]
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gray").reformat(format="yuv420p")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never says a word (a hung camera)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[float] = []
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(time.monotonic())
+            self._conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
