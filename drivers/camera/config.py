@@ -39,7 +39,7 @@ class EvidenceConfig:
                              "ends (up to ~4.5 s after the release from a 30-floor building), and the clip "
                              "must still start `pre_s` before the release", 0.0, 60.0)
     ring_max_mb: float = setting(64.0, "memory the pre-event buffer may use; pictures without packets are "
-                                 "downscaled to fit it, past it the oldest go (`pre_s` in `evidence_saved` "
+                                 "downscaled to fit it, past it the oldest go (`pre_seconds` in `evidence_saved` "
                                  "says how long the pre-roll really is)", 8.0, 4096.0)
     keep_days: float = setting(15.0, "evidence files older than this are deleted", 0.01)
     max_disk_mb: float = setting(2048.0, "total evidence kept; the oldest files go first (checked before "
