@@ -118,7 +118,7 @@ def run(quick: bool = False) -> list[Figure]:
             figures.append(Figure(f"pre-event ring, {label}, stream packets", packet_mb, "MB",
                                   decoded_mb, f"decoded RGB {OLD_EVIDENCE_WIDTH} wide", f"<= {BUDGET_MB:g} MB",
                                   packet_mb <= BUDGET_MB and pring.span >= seconds - 0.1))
-            figures.append(Figure(f"pre-event ring, {label}, full RGB downscaled x{fring.scale} (no packets)",
+            figures.append(Figure(f"pre-event ring, {label}, full RGB downscaled x{fring.scale} (no packets; holds {fring.span:.1f} s)",
                                   bounded_mb, "MB", decoded_mb, f"decoded RGB {OLD_EVIDENCE_WIDTH} wide", f"<= {BUDGET_MB:g} MB",
                                   bounded_mb <= BUDGET_MB))
             figures.append(Figure(f"read + keep per frame, {size[0]}x{size[1]}, packets", packet_cost * 1e3, "ms",
