@@ -85,6 +85,7 @@ class CameraWorker(threading.Thread):
         except Exception as exc:
             self.driver.worker_failed(f"camera {self.cam.name}", exc)
         finally:
+            self.submit_all()   # stopping mid-clip: write what was recorded rather than lose it
             self.close_source()
 
     def loop(self) -> None:
