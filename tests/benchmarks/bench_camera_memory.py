@@ -40,6 +40,7 @@ from detection.evidence import remux_clip
 from detection.sources import VideoOptions, VideoSource
 from drivers.camera.ring import FrameRing, PacketRing
 from tests.benchmarks.common import Figure, main
+from tests.drivers.camera.streams import encode_h264
 
 PREROLL_S = 10.0
 FPS = 25
@@ -51,24 +52,12 @@ STREAMS = {(1920, 1080): 8_000_000, (1280, 720): 4_000_000}
 
 def make_stream(path: Path, size: tuple[int, int], bitrate: int, seconds: float) -> Path:
     """A facade with sensor noise, encoded as an IP camera streams it."""
-    import av
     w, h = size
     rng = np.random.default_rng(7)
     facade = rng.integers(40, 200, (h // 8, w // 8), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt, s.bit_rate = w, h, "yuv420p", bitrate
-        s.options = {"preset": "veryfast", "g": str(int(GOP_S * FPS)), "keyint_min": str(int(GOP_S * FPS)),
-                     "sc_threshold": "0"}
-        for i in range(int(seconds * FPS)):
-            noisy = np.clip(facade + rng.normal(0, 3, facade.shape), 0, 255).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(noisy, format="gray").reformat(format="yuv420p")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path
+    frames = (np.clip(facade + rng.normal(0, 3, facade.shape), 0, 255).astype(np.uint8)
+              for _ in range(int(seconds * FPS)))
+    return encode_h264(path, frames, FPS, gop=int(GOP_S * FPS), bitrate=bitrate)
 
 
 def fill(path: Path, packets: bool, keep: Callable[[Any], None], evidence_width: int) -> tuple[float, int]:

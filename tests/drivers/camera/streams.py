@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 
 
-def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: int = 12, crf: int = 18) -> Path:
-    """An H.264 MP4 as a camera would stream it (B-frames, a keyframe every `gop` frames) from grey frames."""
+def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: int = 12, crf: int = 18,
+                bitrate: int | None = None) -> Path:
+    """An H.264 MP4 as a camera would stream it (B-frames, a keyframe every `gop` frames) from grey frames.
+
+    Constant quality `crf`, or an average `bitrate` (bit/s) as IP cameras are set up.
+    """
     av = pytest.importorskip("av")
     if "libx264" not in av.codecs_available:
         pytest.skip("PyAV without libx264")
@@ -21,8 +25,10 @@ def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: in
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         s.pix_fmt = "yuv420p"
-        s.options = {"preset": "veryfast", "crf": str(crf), "g": str(gop), "keyint_min": str(gop),
-                     "sc_threshold": "0"}
+        s.options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+                     **({} if bitrate else {"crf": str(crf)})}
+        if bitrate:
+            s.bit_rate = bitrate
         for i, f in enumerate(frames):
             if i == 0:
                 s.height, s.width = f.shape[:2]
