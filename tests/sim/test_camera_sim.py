@@ -176,3 +176,19 @@ def test_anfang_sim_uploads_evidence_a_subscriber_receives(broker, tmp_path: Pat
     assert snap["sha256"] in digests                       # the snapshot, as hashed in the alarm
     assert saved["data"]["sha256"] in digests              # the clip, as hashed when it was saved
     assert any(p[:2] == b"\xff\xd8" for p in payloads)
+
+
+def test_a_fixed_scene_is_a_feed_for_the_synthetic_source() -> None:
+    from detection.sources import SyntheticSource
+    from sim.camera import SpecFeed
+    from sim.scene import SceneSpec
+    with SyntheticSource(SpecFeed(SceneSpec(width=160, height=120, fps=10.0, seconds=1.0, seed=3))) as src:
+        frames = list(src)
+    assert len(frames) == 10
+    assert frames[0].gray.shape == (120, 160) and frames[0].gray.dtype == np.uint8
+    assert frames[1].t == pytest.approx(0.1)
+
+
+def test_old_param_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'pre_seconds' is renamed: use 'pre_s'"):
+        CameraSim("c1", {**SMALL, "pre_seconds": 2.0}, world(tmp_path))

@@ -165,3 +165,13 @@ def test_snapshot_picture_decoded_from_packets(tmp_path: Path) -> None:
     small = decode_picture(info, ring.since(1.0), 1.0, width=80)
     assert small is not None and small.shape == (48, 80, 3)
 
+
+
+def test_mjpeg_packets_as_usb_cameras_send_them_remux_too(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from detection.evidence import write_clip
+    path = write_clip(tmp_path / "usb", [_frame(10 * i) for i in range(10)], 10.0, prefer="avi")
+    info, frames, packets = read_packets(path)
+    assert info.codec == "mjpeg" and all(p.keyframe for p in packets)
+    clip, _, _ = decode(remux_clip(tmp_path / "clip", info, packets[4:]))
+    assert [int(c.mean()) for c in clip] == pytest.approx([int(g.mean()) for _, g in frames[4:]], abs=2)
