@@ -492,13 +492,13 @@ class PiCameraSource(FrameSource):
 
     def __init__(self, *, camera: int = 0, main_size: tuple[int, int] = (1280, 720),
                  lores_size: tuple[int, int] = (640, 360), fps: float = 25.0,
-                 bitrate: int = 4_000_000, buffer_seconds: float = 3.0) -> None:
+                 bitrate: int = 4_000_000, buffer_s: float = 3.0) -> None:
         self.camera = camera
         self.main_size = main_size
         self.lores_size = lores_size
         self.fps = fps
         self.bitrate = bitrate
-        self.buffer_seconds = buffer_seconds
+        self.buffer_s = buffer_s
         self.description = f"picamera2 camera {camera}"
         self._picam2: Any = None
         self._circular: Any = None
@@ -521,7 +521,7 @@ class PiCameraSource(FrameSource):
                 controls={"FrameRate": self.fps})
             picam2.configure(config)
             self._encoder = H264Encoder(bitrate=self.bitrate, repeat=True)
-            self._circular = CircularOutput2(buffer_duration_ms=int(self.buffer_seconds * 1000))
+            self._circular = CircularOutput2(buffer_duration_ms=int(self.buffer_s * 1000))
             picam2.start_recording(self._encoder, self._circular)
         except Exception as exc:   # libcamera raises many kinds; all mean "no camera"
             raise SourceError(f"cannot start camera {self.camera}: {exc}") from exc
@@ -634,7 +634,7 @@ def _size(sec: Section, name: str, default: list[int]) -> list[int]:
 
 
 def open_source(cfg: SourceConfig, resources: Mapping[str, Any] | None = None,
-                *, pre_seconds: float = 3.0) -> FrameSource:
+                *, buffer_s: float = 3.0) -> FrameSource:
     """Build the source a config names (not yet opened). Raises SourceError if it cannot exist here."""
     p = cfg.params
     if cfg.type == "npz":
@@ -672,7 +672,7 @@ def open_source(cfg: SourceConfig, resources: Mapping[str, Any] | None = None,
                                         **_video_common(p)), secret_url=full_url)
     if cfg.type == "picamera2":
         return PiCameraSource(camera=p["camera"], main_size=p["main_size"], lores_size=p["lores_size"],
-                              fps=p["fps"], bitrate=p["bitrate"], buffer_seconds=pre_seconds)
+                              fps=p["fps"], bitrate=p["bitrate"], buffer_s=buffer_s)
     raise SourceError(f"unknown source type {cfg.type!r}")
 
 

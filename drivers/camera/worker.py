@@ -123,7 +123,7 @@ class CameraWorker(threading.Thread):
 
     def open_source(self) -> bool:
         try:
-            src = open_source(self.cam.source, self.ctx.resources, pre_seconds=self.cam.evidence.ring_seconds)
+            src = open_source(self.cam.source, self.ctx.resources, buffer_s=self.cam.evidence.ring_seconds)
             src.open()
         except SourceError as exc:
             self.driver.log.warning("camera %s: %s", self.cam.name, exc)

@@ -113,7 +113,7 @@ def test_frozen_and_covered_simulated_camera_raise_faults(make_ctx, tmp_path: Pa
     w = world(tmp_path)
     cam = CameraSim("c1", SMALL, w)
     drv, ctx = _driver_on(cam, w, make_ctx, tmp_path)
-    cam.act("freeze", {"duration": 7.0})      # feed seconds: frozen_seconds is 5 by default
+    cam.act("freeze", {"duration": 7.0})      # feed seconds: health.frozen_s is 5 by default
     drv.start()
     try:
         assert ctx.wait_event("camera_fault", timeout=20).data["reason"] == "frozen"
