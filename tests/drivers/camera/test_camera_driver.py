@@ -282,3 +282,20 @@ def test_unreachable_rtsp_camera_is_retried_with_backoff(make_ctx, tmp_path: Pat
     lines = [r.getMessage() for r in caplog.records if "cannot open" in r.getMessage()]
     assert lines and all("no answer within open_timeout_s = 0.5 s" in m for m in lines)
     assert not any("hunter2" in r.getMessage() for r in caplog.records)
+
+
+def test_pre_event_buffer_stays_in_its_bound_and_says_so(make_ctx, tmp_path: Path) -> None:
+    save_clip(tmp_path / "c.npz", live(40))      # 480 x 270 grey at 10 fps: 9 s would be 11.7 MB
+    cam = camera({"type": "npz", "path": "c.npz", "realtime": False, "loop": True}, telemetry_s=0.5,
+                 evidence={"pre_s": 3.0, "track_s": 6.0, "ring_max_mb": 8})
+    drv, ctx = start(make_ctx, [cam], tmp_path)
+    try:
+        def full() -> dict | None:
+            seen = [v for dev, v in ctx.telemetry_seen if dev == "tower-3" and v["ring_seconds"] >= 8.9]
+            return seen[-1] if seen else None
+        tele = wait_until(full, timeout=20, message=lambda: f"telemetry {ctx.telemetry_seen[-1:]}")
+    finally:
+        drv.stop()
+    assert tele["ring_mb"] <= 8 and tele["ring_max_mb"] == 8
+    assert tele["ring_scale"] == 2 and tele["ring_dropped"] == 0     # downscaled, the whole 9 s kept
+    assert drv.health().counters["tower-3.ring_scale"] == 2
