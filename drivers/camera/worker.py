@@ -276,24 +276,23 @@ class CameraWorker(threading.Thread):
         base = evidence_stem(self.cam.name, ts)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer.prune(self.dir, ev, reserve=ev.ring_max_bytes)
+        size = self.frame_size or (0, 0)
         evidence: list[dict[str, Any]] = []
-        snap_path: Path | None = self.dir / f"{base}.jpg"
+        snap_path = self.dir / f"{base}.jpg"
         try:
-            assert snap_path is not None and self.frame_size is not None
             evidence.append(write_snapshot(snap_path, self.picture_at(snapshot_time(d)), d, self.calibration,
-                                           self.frame_size, ev.snapshot_quality))
-        except OSError as exc:
+                                           size, ev.snapshot_quality))
+        except OSError as exc:   # a full disk: the alarm goes out all the same
             self.driver.log.error("camera %s: snapshot not written: %s", self.cam.name, exc)
-            snap_path = None
         native = self.source.native_clips if self.source is not None else None
         packets = isinstance(self.ring, PacketRing)
         evidence.append(pending_clip_entry(base + (".mp4" if (native or packets or have_pyav()) else ".avi")))
-        data = throw_data(d, wall0=self.wall0 or ts, frame_size=self.frame_size or (0, 0),
-                          track_points=self.cam.track_points, evidence=evidence)
+        data = throw_data(d, wall0=self.wall(0.0), frame_size=size, track_points=self.cam.track_points,
+                          evidence=evidence)
         event = self.ctx.emit(self.cam.name, "thrown_object", "alarm", data, ts=ts)
         self._throws += 1
         self.driver.count("throws")
-        if snap_path is not None:
+        if evidence[0]["kind"] == "snapshot":
             self.ctx.evidence(event.id, snap_path, "image/jpeg")
         t_from, t_until = d.t_start - ev.pre_s, d.t_end + ev.post_s
         rec = Recording(event.id, t_from, t_until, self.dir / base,
