@@ -3,7 +3,7 @@
 `Engine` is pure logic: no threads, no clock, no pins, no disk. The driver
 feeds it raw edges (with the instant they were seen), calls `tick(now)` when
 `next_deadline()` comes or the schedule may have moved, hands it command
-arguments, and writes out the `Out` records it returns as events, in order.
+arguments, and writes out the `Emission` records it returns as events, in order.
 Its `snapshot()` is what survives a restart; `Engine(..., saved=snapshot)`
 takes it back, so an alarm open across a restart is neither repeated nor lost.
 
@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from gateway.clock import iso_utc, parse_iso_utc
+from gateway.driver import Emission
 from drivers.ir_beam.config import DetectorConfig, InputConfig, IrBeamConfig, Settings
 from drivers.ir_beam.debounce import Change, ChatterDetector, Debouncer
 from drivers.ir_beam.schedule import Schedule
@@ -44,17 +45,6 @@ _RESTORE_EVENT = {"alarm": "restore", "tamper": "tamper_restore", "env": "enviro
 
 class BadCommand(ValueError):
     """Command arguments the engine refuses; the message says why."""
-
-
-@dataclass(frozen=True)
-class Out:
-    """One event to emit."""
-
-    device: str
-    type: str
-    severity: str
-    data: dict[str, Any]
-    ts: datetime
 
 
 @dataclass
@@ -168,9 +158,9 @@ class Engine:
         return {"version": STATE_VERSION, "timezone": self.tz.key, "zones": zones}
 
     # -- life cycle ------------------------------------------------------
-    def begin(self, mono: float, wall: datetime) -> list[Out]:
+    def begin(self, mono: float, wall: datetime) -> list[Emission]:
         """Settle every zone's arm state at start (restored or first time)."""
-        outs: list[Out] = []
+        outs: list[Emission] = []
         for z in self.zones.values():
             if z.restored:
                 outs += self._apply_schedule(z, mono, wall)
@@ -182,22 +172,22 @@ class Engine:
         self._last_schedule_check = mono
         return outs
 
-    def input_opened(self, zone: str, name: str, level: bool, mono: float, wall: datetime) -> list[Out]:
+    def input_opened(self, zone: str, name: str, level: bool, mono: float, wall: datetime) -> list[Emission]:
         """A pin is open and reads `level`; start debouncing from there."""
         z = self.zones[zone]
         inp = z.inputs[name]
         inp.deb = Debouncer(z.cfg.debounce_ms / 1000.0, level == inp.cfg.active_level, mono, wall)
         inp.fault = ""
-        outs: list[Out] = []
+        outs: list[Emission] = []
         key = f"pin_fault:{name}"
         if key in z.troubles:
             z.troubles.discard(key)
             self.dirty = True
-            outs.append(Out(zone, "trouble_restore", "info",
+            outs.append(Emission(zone, "trouble_restore", "info",
                             {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin}, wall))
         return outs + self._reconcile(z, inp, mono, wall, new=False)
 
-    def input_failed(self, zone: str, name: str, error: str, wall: datetime) -> list[Out]:
+    def input_failed(self, zone: str, name: str, error: str, wall: datetime) -> list[Emission]:
         """A pin could not be opened; reported once until it opens."""
         z = self.zones[zone]
         inp = z.inputs[name]
@@ -207,31 +197,31 @@ class Engine:
             return []
         z.troubles.add(key)
         self.dirty = True
-        return [Out(zone, "trouble", "warning",
+        return [Emission(zone, "trouble", "warning",
                     {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin, "error": error}, wall)]
 
     # -- signals ---------------------------------------------------------
-    def edge(self, zone: str, name: str, level: bool, mono: float, wall: datetime) -> list[Out]:
+    def edge(self, zone: str, name: str, level: bool, mono: float, wall: datetime) -> list[Emission]:
         """One raw edge, stamped when it was seen."""
         z = self.zones[zone]
         inp = z.inputs[name]
         if inp.deb is None:
             return []
-        outs: list[Out] = []
+        outs: list[Emission] = []
         change = inp.deb.edge(level == inp.cfg.active_level, mono, wall)
         if change is not None:
             outs += self._changed(z, inp, change, mono, wall)
         if inp.chatter.edge(mono):
             z.troubles.add(f"chatter:{name}")
             self.dirty = True
-            outs.append(Out(zone, "trouble", "warning",
+            outs.append(Emission(zone, "trouble", "warning",
                             {**z.base(), "reason": "chatter", "input": name,
                              "edges_per_s": round(inp.chatter.edge_rate(), 1)}, wall))
         return outs
 
-    def tick(self, mono: float, wall: datetime) -> list[Out]:
+    def tick(self, mono: float, wall: datetime) -> list[Emission]:
         """Run what is due by `mono`: debounce ends, chatter ends, stuck contacts, schedules."""
-        outs: list[Out] = []
+        outs: list[Emission] = []
         for z in self.zones.values():
             for inp in z.inputs.values():
                 if inp.deb is None:
@@ -242,7 +232,7 @@ class Engine:
                 if inp.chatter.poll(mono):
                     z.troubles.discard(f"chatter:{inp.name}")
                     self.dirty = True
-                    outs.append(Out(z.name, "trouble_restore", "info",
+                    outs.append(Emission(z.name, "trouble_restore", "info",
                                     {**z.base(), "reason": "chatter", "input": inp.name,
                                      "held_back": z.suppressed}, wall))
                     outs += self._reconcile(z, inp, mono, wall, new=False)
@@ -267,12 +257,12 @@ class Engine:
 
     # -- commands --------------------------------------------------------
     def command(self, action: str, args: Mapping[str, Any], mono: float, wall: datetime
-                ) -> tuple[dict[str, Any], list[Out]]:
+                ) -> tuple[dict[str, Any], list[Emission]]:
         if action not in COMMAND_MODES:
             raise BadCommand(f"unknown action {action!r}")
         targets = self._targets(args)
         mode = COMMAND_MODES[action]
-        outs: list[Out] = []
+        outs: list[Emission] = []
         changed: list[dict[str, Any]] = []
         unchanged: list[str] = []
         for z in targets:
@@ -313,20 +303,20 @@ class Engine:
         return found
 
     # -- internals -------------------------------------------------------
-    def _changed(self, z: Zone, inp: InputState, change: Change, mono: float, wall: datetime) -> list[Out]:
+    def _changed(self, z: Zone, inp: InputState, change: Change, mono: float, wall: datetime) -> list[Emission]:
         if inp.chatter.chattering:
             z.suppressed += 1
             return []
         return self._reconcile(z, inp, mono, wall, new=True)
 
     def _reconcile(self, z: Zone, inp: InputState, mono: float, wall: datetime, *, new: bool,
-                   at_arming: bool = False) -> list[Out]:
+                   at_arming: bool = False) -> list[Emission]:
         """Bring the reported state of one input in line with its debounced state."""
         if inp.deb is None or inp.chatter.chattering:
             return []
         active = inp.deb.stable
         t_mono, t_wall = inp.deb.stable_since, inp.deb.stable_since_wall
-        outs: list[Out] = []
+        outs: list[Emission] = []
         if active and not inp.reported:
             if inp.name == "alarm":
                 if z.mode != "armed":
@@ -341,7 +331,7 @@ class Engine:
                 data = {**z.base(), "alarms_in_period": z.alarms_in_period}
                 if at_arming:
                     data["at_arming"] = True
-                outs.append(Out(z.name, "alarm", "alarm", data, t_wall))
+                outs.append(Emission(z.name, "alarm", "alarm", data, t_wall))
                 if not at_arming:
                     outs += self._confirm(z, t_mono, t_wall)
                 limit = z.cfg.swinger_limit
@@ -352,18 +342,18 @@ class Engine:
                 inp.reported, inp.since_mono, inp.since_wall = True, t_mono, t_wall
                 self.dirty = True
                 sev = ("alarm" if z.mode == "armed" else "warning") if inp.name == "tamper" else "warning"
-                outs.append(Out(z.name, _ACTIVE_EVENT[inp.name], sev, {**z.base(), "armed": z.mode == "armed"}
+                outs.append(Emission(z.name, _ACTIVE_EVENT[inp.name], sev, {**z.base(), "armed": z.mode == "armed"}
                                 if inp.name == "tamper" else z.base(), t_wall))
         elif not active and inp.reported:
             duration = _dur(inp.since_mono, inp.since_wall, t_mono, t_wall)
             inp.reported, inp.since_mono, inp.since_wall = False, None, None
             self.dirty = True
-            outs.append(Out(z.name, _RESTORE_EVENT[inp.name], "info", {**z.base(), "duration_s": duration},
+            outs.append(Emission(z.name, _RESTORE_EVENT[inp.name], "info", {**z.base(), "duration_s": duration},
                             t_wall))
         if inp.name == "alarm" and not active and "stuck_open" in z.troubles:
             z.troubles.discard("stuck_open")
             self.dirty = True
-            outs.append(Out(z.name, "trouble_restore", "info",
+            outs.append(Emission(z.name, "trouble_restore", "info",
                             {**z.base(), "reason": "stuck_open", "input": "alarm"}, t_wall))
         return outs
 
@@ -373,7 +363,7 @@ class Engine:
             return None
         return inp.deb.stable_since + z.cfg.trouble_after_s
 
-    def _check_stuck(self, z: Zone, mono: float) -> list[Out]:
+    def _check_stuck(self, z: Zone, mono: float) -> list[Emission]:
         inp = z.inputs["alarm"]
         deadline = self._stuck_deadline(z, inp)
         if deadline is None or inp.deb is None or mono < deadline - 1e-9:
@@ -381,14 +371,14 @@ class Engine:
         z.troubles.add("stuck_open")
         self.dirty = True
         ts = inp.deb.stable_since_wall + timedelta(seconds=z.cfg.trouble_after_s)
-        return [Out(z.name, "trouble", "warning",
+        return [Emission(z.name, "trouble", "warning",
                     {**z.base(), "reason": "stuck_open", "input": "alarm",
                      "open_s": z.cfg.trouble_after_s}, ts)]
 
-    def _confirm(self, z: Zone, t_mono: float, t_wall: datetime) -> list[Out]:
+    def _confirm(self, z: Zone, t_mono: float, t_wall: datetime) -> list[Emission]:
         window = self.settings.confirm_window_s
         self._last_alarm[z.name] = t_mono
-        outs: list[Out] = []
+        outs: list[Emission] = []
         if window <= 0:
             return outs
         for other in sorted(self.adjacent.get(z.name, ())):
@@ -400,12 +390,12 @@ class Engine:
             if last is not None and t_mono - last <= window:
                 continue
             self._confirmed[pair] = t_mono
-            outs.append(Out(z.name, "intrusion_confirmed", "critical",
+            outs.append(Emission(z.name, "intrusion_confirmed", "critical",
                             {"zones": [other, z.name], "group": z.cfg.group,
                              "interval_s": round(abs(t_mono - t_other), 3)}, t_wall))
         return outs
 
-    def _apply_schedule(self, z: Zone, mono: float, wall: datetime) -> list[Out]:
+    def _apply_schedule(self, z: Zone, mono: float, wall: datetime) -> list[Emission]:
         if z.schedule is None:
             return []
         if z.source != "schedule":
@@ -419,7 +409,7 @@ class Engine:
         return self._set_mode(z, desired, "schedule", None, mono, wall)
 
     def _set_mode(self, z: Zone, mode: str, source: str, until: datetime | None, mono: float,
-                  wall: datetime, *, initial: bool = False) -> list[Out]:
+                  wall: datetime, *, initial: bool = False) -> list[Emission]:
         before = z.mode
         z.mode, z.source, z.until = mode, source, until
         self.dirty = True
@@ -430,7 +420,7 @@ class Engine:
         if source == "swinger":
             data["alarms_in_period"] = z.alarms_in_period
         severity = "warning" if mode == "bypassed" else "info"
-        outs = [Out(z.name, mode, severity, data, wall)]
+        outs = [Emission(z.name, mode, severity, data, wall)]
         if mode == "armed":
             outs += self._reconcile(z, z.inputs["alarm"], mono, wall, new=False, at_arming=True)
         return outs
