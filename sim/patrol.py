@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 from zoneinfo import ZoneInfo
 
+from gateway.atomicfile import write_atomic
 from sim.base import SimDevice, SimWorld, UnknownAction
 
 from drivers.patrol import pn532
@@ -295,7 +296,7 @@ class PatrolSim(SimDevice):
             reg += ["[[guard]]", f'name = "{guard}"', "cards = [" + ", ".join(f'"{c}"' for c in cards) + "]"]
         for (rname, _), cp in zip(self.readers, checkpoints):
             reg += ["[[checkpoint]]", f'id = "{cp}"', f'place = "Simulated {cp}"', f'reader = "{rname}"']
-        (self.folder / "registry.toml").write_text("\n".join(reg) + "\n", encoding="utf-8")
+        write_atomic(self.folder / "registry.toml", "\n".join(reg) + "\n")
         now = datetime.now(ZoneInfo(self.timezone)).replace(second=0, microsecond=0)
         starts = sorted({(now + timedelta(minutes=m)).strftime("%H:%M") for m in range(0, 3 * 60)})
         plan = [
@@ -307,7 +308,7 @@ class PatrolSim(SimDevice):
             "start_window_minutes = 1", "early_minutes = 0",
             f"two_guards = {'true' if self.two_guards else 'false'}", "pair_seconds = 5",
         ]
-        (self.folder / "plan.toml").write_text("\n".join(plan) + "\n", encoding="utf-8")
+        write_atomic(self.folder / "plan.toml", "\n".join(plan) + "\n")
         return {"patrol": readers,
                 "patrol_plan": {"registry": str(self.folder / "registry.toml"),
                                 "plan": str(self.folder / "plan.toml"), "report_time": "00:05"}}

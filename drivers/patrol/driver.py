@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from gateway.atomicfile import write_atomic
 from gateway.clock import parse_iso_utc
 from gateway.configfile import Problems, Section
-from gateway.driver import CommandRefused, Driver, DriverContext
+from gateway.driver import CommandRefused, Driver, DriverContext, Emission
 from gateway.events import DEVICE_PATTERN
 
-from drivers.patrol.engine import Out, PatrolEngine
+from drivers.patrol.engine import PatrolEngine, patrol_event
 from drivers.patrol.plan import Plan, Registry, load_plan, load_registry
 from drivers.patrol.readers import CardRead, Em4100Reader, Pn532Reader, WiegandReader
 from drivers.patrol.records import FILE_NAME, RecordLog, iter_records, verify
@@ -277,12 +278,12 @@ class PatrolDriver(Driver):
                     self._publish(self.engine.scan(item.reader, item.card, item.wall, item.mono))
                 elif kind == "fault":
                     reader, port, reason, ts = item
-                    self._publish([Out("reader_fault", reader, ts, {"reader": reader, "port": port,
-                                                                   "reason": reason})])
+                    self._publish([patrol_event("reader_fault", reader, ts, {"reader": reader, "port": port,
+                                                                            "reason": reason})])
                 elif kind == "restore":
                     reader, port, down, ts = item
-                    self._publish([Out("reader_restore", reader, ts, {"reader": reader, "port": port,
-                                                                     "down_seconds": down})])
+                    self._publish([patrol_event("reader_restore", reader, ts, {"reader": reader, "port": port,
+                                                                              "down_seconds": down})])
                 wall, mono = self._instant()
                 self._publish(self.engine.tick(wall, mono))
                 self._daily(wall)
@@ -301,12 +302,14 @@ class PatrolDriver(Driver):
             if 0 <= m2 - m1 < 0.05:
                 return wall, m2
 
-    def _publish(self, outs: list[Out]) -> None:
+    def _publish(self, outs: list[Emission]) -> None:
+        """Record and commit what one engine step found: one fsync of the record log, one commit."""
         assert self.records is not None
+        if not outs:
+            return
+        self.records.append_many(outs)
+        self.ctx.emit_many(outs)
         for o in outs:
-            severity = {"reader_fault": "warning", "reader_restore": "info"}.get(o.type) or o.severity
-            self.records.append(o.type, o.device, o.ts, o.data)
-            self.ctx.emit(o.device, o.type, severity, o.data, ts=o.ts)
             self.count(f"events.{o.type}")
 
     def _update_health(self) -> None:
@@ -343,9 +346,7 @@ class PatrolDriver(Driver):
         self._mark_reported(day)
 
     def _mark_reported(self, day: date) -> None:
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"last_report": day.isoformat()}))
-        tmp.replace(self._state_file)
+        write_atomic(self._state_file, json.dumps({"last_report": day.isoformat()}))
 
     def publish_report(self, day: date) -> None:
         assert self.records is not None
@@ -353,9 +354,7 @@ class PatrolDriver(Driver):
         routes = report_from_log(self.records_path, day, self.config.plan)
         data = {**report_data(day, routes), "timezone": self.tz, "chain_head": self.records.head,
                 "records": self.records.count, "records_pruned": pruned}
-        ts = self.ctx.clock.now()
-        self.records.append("daily_report", self.name, ts, data)
-        self.ctx.emit(self.name, "daily_report", "info", data, ts=ts)
+        self._publish([patrol_event("daily_report", self.name, self.ctx.clock.now(), data)])
 
     # -- commands ----------------------------------------------------------
     def commands(self) -> Mapping[str, Any]:

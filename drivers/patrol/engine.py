@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.driver import Emission
 from drivers.patrol.plan import Plan, Registry, Route, Schedule, normalize_card
 
 ENGINE_DEVICE = "engine"
@@ -33,23 +34,16 @@ SEVERITY: dict[str, str] = {
     "checkpoint_missed": "alarm", "checkpoint_late": "warning", "checkpoint_early": "warning",
     "out_of_order": "warning", "single_guard_at_night": "alarm", "round_not_started": "alarm",
     "unknown_card": "warning", "clock_step": "info",
+    "reader_fault": "warning", "reader_restore": "info", "daily_report": "info",
 }
 
 
-@dataclass(frozen=True)
-class Out:
-    """An event the engine raised; the driver emits it as is."""
-
-    type: str
-    device: str
-    ts: datetime
-    data: dict[str, Any]
-
-    @property
-    def severity(self) -> str:
-        if self.type == "round_completed" and self.data.get("status") != "complete":
-            return "warning"
-        return SEVERITY[self.type]
+def patrol_event(type: str, device: str, ts: datetime, data: dict[str, Any]) -> Emission:
+    """One patrol event, its severity from its type (a round completed with misses is a warning)."""
+    severity = SEVERITY[type]
+    if type == "round_completed" and data.get("status") != "complete":
+        severity = "warning"
+    return Emission(device, type, severity, data, ts)
 
 
 def _iso(ts: datetime) -> str:
@@ -117,8 +111,8 @@ class PatrolEngine:
         self._planned_dates: set[date] = set()
 
     # -- inputs ----------------------------------------------------------
-    def tick(self, wall: datetime, mono: float) -> list[Out]:
-        out: list[Out] = []
+    def tick(self, wall: datetime, mono: float) -> list[Emission]:
+        out: list[Emission] = []
         self._watch_clock(wall, mono, out)
         self._plan_slots(wall)
         for rnd in list(self.rounds):
@@ -127,14 +121,14 @@ class PatrolEngine:
         for slot in sorted(self.slots.values(), key=lambda s: s.close):
             if slot.state == "pending" and self._evaluated < slot.close <= wall:
                 slot.state = "not_started"
-                out.append(Out("round_not_started", slot.schedule.route, slot.close.astimezone(timezone.utc), {
+                out.append(patrol_event("round_not_started", slot.schedule.route, slot.close.astimezone(timezone.utc), {
                     "route": slot.schedule.route, "schedule": slot.schedule.name,
                     "planned_start": _iso(slot.start), "window_closed": _iso(slot.close)}))
         self._evaluated = max(self._evaluated, wall)
         self._prune(wall, mono)
         return out
 
-    def scan(self, reader: str, card: str, wall: datetime, mono: float) -> list[Out]:
+    def scan(self, reader: str, card: str, wall: datetime, mono: float) -> list[Emission]:
         out = self.tick(wall, mono)
         card = normalize_card(card)
         key = (reader, card)
@@ -154,11 +148,11 @@ class PatrolEngine:
             session = self._reader_guard.get(reader)
             guard = session[0] if session and mono - session[1] <= self.guard_session_s else None
         else:
-            out.append(Out("unknown_card", reader, wall, {"reader": reader, "card": card,
+            out.append(patrol_event("unknown_card", reader, wall, {"reader": reader, "card": card,
                                                           "checkpoint": reg.checkpoint_by_reader.get(reader)}))
             return out
         cp = reg.checkpoint(cp_id) if cp_id else None
-        out.append(Out("checkin", reader, wall, {"reader": reader, "card": card, "guard": guard,
+        out.append(patrol_event("checkin", reader, wall, {"reader": reader, "card": card, "guard": guard,
                                                  "checkpoint": cp_id, "place": cp.place if cp else None}))
         if cp_id is not None:
             self._comply(cp_id, guard, wall, mono, out)
@@ -168,7 +162,7 @@ class PatrolEngine:
     def _joins(self, rnd: Round, guard: str | None) -> bool:
         return guard is None or None in rnd.guards or guard in rnd.guards
 
-    def _comply(self, cp: str, guard: str | None, wall: datetime, mono: float, out: list[Out]) -> None:
+    def _comply(self, cp: str, guard: str | None, wall: datetime, mono: float, out: list[Emission]) -> None:
         handled = False
         for rnd in list(self.rounds):             # 1. the second guard of a night pair
             if rnd.pair and rnd.pair[0] == cp and guard != rnd.pair[1]:
@@ -194,7 +188,7 @@ class PatrolEngine:
             idx = rnd.route.checkpoints.index(cp)
             expected = rnd.route.checkpoints[rnd.next_index]
             if idx > rnd.next_index:
-                out.append(Out("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
+                out.append(patrol_event("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
                                                                    "expected": expected, "guard": guard}))
                 rnd.out_of_order += 1
                 for skipped in rnd.route.checkpoints[rnd.next_index:idx]:
@@ -205,16 +199,16 @@ class PatrolEngine:
                 # arrived after its window closed: the miss stands, the round goes on from here
                 rnd.missed_timeout_last = None
                 rnd.late.append({"checkpoint": cp, "minutes": None, "after_missed": True})
-                out.append(Out("checkpoint_late", rnd.route.id, wall, {
+                out.append(patrol_event("checkpoint_late", rnd.route.id, wall, {
                     **rnd.base(), "checkpoint": cp, "guard": guard, "minutes_late": None,
                     "after_missed": True}))
                 rnd.last_mono, rnd.last_wall = mono, wall
             elif cp in rnd.missed:
                 rnd.out_of_order += 1
-                out.append(Out("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
+                out.append(patrol_event("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
                                                                    "expected": expected, "guard": guard}))
 
-    def _start(self, cp: str, guard: str | None, wall: datetime, mono: float, out: list[Out]) -> bool:
+    def _start(self, cp: str, guard: str | None, wall: datetime, mono: float, out: list[Emission]) -> bool:
         candidates = [s for s in self.slots.values()
                       if s.state == "pending" and self.plan.routes[s.schedule.route].checkpoints[0] == cp
                       and s.open <= wall <= s.close]
@@ -226,16 +220,16 @@ class PatrolEngine:
                     guards=[guard], started_wall=wall, last_mono=mono, last_wall=wall, visited=[cp])
         slot.state, slot.round = "started", rnd
         self.rounds.append(rnd)
-        out.append(Out("round_started", route.id, wall, {**rnd.base(), "guard": guard, "checkpoint": cp}))
+        out.append(patrol_event("round_started", route.id, wall, {**rnd.base(), "guard": guard, "checkpoint": cp}))
         if wall < slot.start:
             minutes = round((slot.start - wall).total_seconds() / 60, 1)
             rnd.early.append(cp)
-            out.append(Out("checkpoint_early", route.id, wall, {**rnd.base(), "checkpoint": cp,
+            out.append(patrol_event("checkpoint_early", route.id, wall, {**rnd.base(), "checkpoint": cp,
                                                                "guard": guard, "minutes_early": minutes}))
         elif wall > slot.due:
             minutes = round((wall - slot.due).total_seconds() / 60, 1)
             rnd.late.append({"checkpoint": cp, "minutes": minutes})
-            out.append(Out("checkpoint_late", route.id, wall, {**rnd.base(), "checkpoint": cp,
+            out.append(patrol_event("checkpoint_late", route.id, wall, {**rnd.base(), "checkpoint": cp,
                                                               "guard": guard, "minutes_late": minutes}))
         self._want_pair(rnd, cp, guard, wall, mono)
         return True
@@ -245,18 +239,18 @@ class PatrolEngine:
             rnd.pair = (cp, guard, mono + rnd.slot.schedule.pair_seconds, wall)
 
     def _visit(self, rnd: Round, cp: str, guard: str | None, wall: datetime, mono: float,
-               out: list[Out], judge: bool = True) -> None:
+               out: list[Emission], judge: bool = True) -> None:
         leg = rnd.route.legs[rnd.next_index - 1]
         elapsed = mono - rnd.last_mono
         if judge and elapsed < leg.min_minutes * 60:
             rnd.early.append(cp)
-            out.append(Out("checkpoint_early", rnd.route.id, wall, {
+            out.append(patrol_event("checkpoint_early", rnd.route.id, wall, {
                 **rnd.base(), "checkpoint": cp, "guard": guard,
                 "minutes_early": round(leg.min_minutes - elapsed / 60, 1)}))
         elif judge and elapsed > leg.max_minutes * 60:
             minutes = round(elapsed / 60 - leg.max_minutes, 1)
             rnd.late.append({"checkpoint": cp, "minutes": minutes})
-            out.append(Out("checkpoint_late", rnd.route.id, wall, {
+            out.append(patrol_event("checkpoint_late", rnd.route.id, wall, {
                 **rnd.base(), "checkpoint": cp, "guard": guard, "minutes_late": minutes}))
         if rnd.pair is not None:                  # a new checkpoint before the pair came: decide now
             self._lone(rnd, wall, out)
@@ -271,31 +265,31 @@ class PatrolEngine:
             else:
                 self._complete(rnd, wall, out)
 
-    def _lone(self, rnd: Round, wall: datetime, out: list[Out]) -> None:
+    def _lone(self, rnd: Round, wall: datetime, out: list[Emission]) -> None:
         assert rnd.pair is not None
         cp, guard, _, _ = rnd.pair
         rnd.pair = None
         rnd.single_guard.append(cp)
-        out.append(Out("single_guard_at_night", rnd.route.id, wall, {
+        out.append(patrol_event("single_guard_at_night", rnd.route.id, wall, {
             **rnd.base(), "checkpoint": cp, "guard": guard,
             "pair_seconds": rnd.slot.schedule.pair_seconds}))
 
     def _miss(self, rnd: Round, cp: str, reason: str, ts: datetime, expected_by: datetime | None,
-              out: list[Out]) -> None:
+              out: list[Emission]) -> None:
         rnd.missed.append(cp)
         place = (c.place if (c := self.registry.checkpoint(cp)) else "")
-        out.append(Out("checkpoint_missed", rnd.route.id, ts, {
+        out.append(patrol_event("checkpoint_missed", rnd.route.id, ts, {
             **rnd.base(), "checkpoint": cp, "place": place, "reason": reason,
             "expected_by": _iso(expected_by.astimezone(self.tz)) if expected_by else None,
             "previous": rnd.visited[-1] if rnd.visited else None, "guards": list(rnd.guards)}))
 
-    def _complete(self, rnd: Round, wall: datetime, out: list[Out]) -> None:
+    def _complete(self, rnd: Round, wall: datetime, out: list[Emission]) -> None:
         if rnd.pair is not None:
             self._lone(rnd, wall, out)
         if rnd in self.rounds:
             self.rounds.remove(rnd)
         status = "complete" if not rnd.missed else "incomplete"
-        out.append(Out("round_completed", rnd.route.id, wall, {
+        out.append(patrol_event("round_completed", rnd.route.id, wall, {
             **rnd.base(), "status": status, "started": _iso(rnd.started_wall.astimezone(self.tz)),
             "finished": _iso(wall.astimezone(self.tz)),
             "duration_minutes": round((wall - rnd.started_wall).total_seconds() / 60, 1),
@@ -303,7 +297,7 @@ class PatrolEngine:
             "late": list(rnd.late), "early": list(rnd.early), "out_of_order": rnd.out_of_order,
             "single_guard": list(rnd.single_guard)}))
 
-    def _round_deadlines(self, rnd: Round, wall: datetime, mono: float, out: list[Out]) -> None:
+    def _round_deadlines(self, rnd: Round, wall: datetime, mono: float, out: list[Emission]) -> None:
         if rnd.pair is not None and mono >= rnd.pair[2]:
             at = wall - timedelta(seconds=mono - rnd.pair[2])
             self._lone(rnd, at, out)
@@ -324,7 +318,7 @@ class PatrolEngine:
                 self._complete(rnd, at, out)
 
     # -- time ------------------------------------------------------------
-    def _watch_clock(self, wall: datetime, mono: float, out: list[Out]) -> None:
+    def _watch_clock(self, wall: datetime, mono: float, out: list[Emission]) -> None:
         offset = wall.timestamp() - mono
         if self._offset is None or self._evaluated is None:
             self._offset, self._evaluated = offset, wall
@@ -340,7 +334,7 @@ class PatrolEngine:
                     slot.state = "skipped"
                     skipped.append(slot.key)
         self._evaluated = wall
-        out.append(Out("clock_step", ENGINE_DEVICE, wall, {"step_seconds": round(step, 3),
+        out.append(patrol_event("clock_step", ENGINE_DEVICE, wall, {"step_seconds": round(step, 3),
                                                           "windows_not_judged": skipped}))
 
     def _plan_slots(self, wall: datetime) -> None:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 
 from drivers.patrol import pn532
 from drivers.patrol.em4100 import Em4100Parser
-from drivers.patrol.transport import Backoff, PortLost, ReopeningPort
+from drivers.patrol.transport import PortLost, ReopeningPort
 from drivers.patrol.wiegand import WiegandDecoder
 
 log = logging.getLogger(__name__)

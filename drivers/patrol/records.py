@@ -11,7 +11,7 @@ removing or reordering any record breaks the chain from there on. The first
 record of a fresh log has `prev` = 64 zeros.
 
 Retention drops records older than `retention_days` by rewriting the file
-(atomically: temp file, fsync, rename) behind an `anchor` line,
+(atomically, `gateway.atomicfile.write_atomic`) behind an `anchor` line,
 `{"anchor": true, "n": 41, "hash": "<hash of record 41, the last one dropped>",
 "pruned": 41, "ts": ...}`, so what is kept still verifies. A torn last line
 (power cut mid-write) is cut off when the log is opened and a `torn_tail` record
@@ -30,9 +30,11 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
+from gateway.atomicfile import write_atomic
 from gateway.clock import iso_utc, parse_iso_utc
+from gateway.driver import Emission
 from gateway.events import dumps_data
 
 GENESIS = "0" * 64
@@ -112,7 +114,7 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 class RecordLog:
-    """Appends records durably (fsync per record); prunes by age. Thread-safe."""
+    """Appends records durably (one fsync per `append_many`); prunes by age. Thread-safe."""
 
     def __init__(self, path: Path, retention_days: float = 90.0) -> None:
         self.path = path
@@ -158,16 +160,28 @@ class RecordLog:
             return len(lines), hashlib.sha256(lines[-1]).hexdigest(), torn
 
     def append(self, type: str, device: str, ts: datetime, data: Any) -> dict[str, Any]:
+        return self.append_many([Emission(device, type, "info", data, ts)])[0]
+
+    def append_many(self, events: Sequence[Emission]) -> list[dict[str, Any]]:
+        """Append several records in order with one fsync (what one engine step found)."""
         with self._lock:
-            rec: dict[str, Any] = {"n": self._n + 1, "ts": iso_utc(ts), "type": type, "device": device,
-                                   "data": json.loads(dumps_data(data)), "prev": self._head}
-            rec["hash"] = record_hash(rec)
-            self._fh.write(json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                           .encode("utf-8") + b"\n")
+            n, head = self._n, self._head
+            recs: list[dict[str, Any]] = []
+            for e in events:
+                ts = e.ts if e.ts is not None else datetime.now(timezone.utc)
+                rec: dict[str, Any] = {"n": n + 1, "ts": iso_utc(ts), "type": e.type, "device": e.device,
+                                       "data": json.loads(dumps_data(e.data or {})), "prev": head}
+                rec["hash"] = record_hash(rec)
+                n, head = rec["n"], rec["hash"]
+                recs.append(rec)
+            if not recs:
+                return recs
+            self._fh.write(b"".join(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                                    .encode("utf-8") + b"\n" for r in recs))
             self._fh.flush()
             os.fsync(self._fh.fileno())
-            self._n, self._head = rec["n"], rec["hash"]
-            return rec
+            self._n, self._head = n, head
+            return recs
 
     def prune(self, now: datetime) -> int:
         """Drop records older than the retention; returns how many were dropped."""
@@ -196,19 +210,9 @@ class RecordLog:
             dropped = drop - (1 if lines and lines[0].startswith(b'{"anchor"') else 0)
             if dropped <= 0 or anchor is None:
                 return 0
-            tmp = self.path.with_suffix(".tmp")
-            with tmp.open("wb") as fh:
-                fh.write(json.dumps(anchor, sort_keys=False, separators=(",", ":")).encode() + b"\n")
-                fh.writelines(lines[drop:])
-                fh.flush()
-                os.fsync(fh.fileno())
+            kept = json.dumps(anchor, sort_keys=False, separators=(",", ":")).encode() + b"\n"
+            write_atomic(self.path, kept + b"".join(lines[drop:]))
             self._fh.close()
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
             self._fh = self.path.open("ab")
             return dropped
 

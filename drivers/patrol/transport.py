@@ -4,33 +4,21 @@ USB serial adapters get unplugged and re-enumerated; ptys close. Opening by a
 stable path (`/dev/serial/by-id/...`, or the simulator's link) means that once
 the device is back, reopening the same path finds it. Reads and writes raise
 `PortLost` when the device is gone; `ensure_open` retries no faster than the
-backoff allows (0.5 s doubling to 30 s, reset by a successful open).
+backoff allows (`gateway.backoff.Backoff`: 0.5 s doubling to 30 s, reset by a
+successful open).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import serial
 
+from gateway.backoff import Backoff
+
 
 class PortLost(Exception):
     """The device behind the port went away (or never came)."""
-
-
-@dataclass
-class Backoff:
-    initial: float = 0.5
-    maximum: float = 30.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.initial if self.current == 0 else min(self.maximum, self.current * 2)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 class ReopeningPort:

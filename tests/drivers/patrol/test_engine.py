@@ -9,7 +9,8 @@ import pytest
 
 from gateway.clock import ManualClock
 
-from drivers.patrol.engine import Out, PatrolEngine
+from drivers.patrol.engine import PatrolEngine
+from gateway.driver import Emission
 from .helpers import LI, TZ, UNKNOWN, WANG, ZHANG, load, local
 
 READER = {"gate": "r-gate", "carpark": "r-carpark", "garden": "r-garden", "back": "r-back"}
@@ -22,11 +23,11 @@ class Site:
         reg, plan = load(tmp)
         self.clock = ManualClock(start.astimezone(timezone.utc))
         self.engine = PatrolEngine(reg, plan, TZ)
-        self.out: list[Out] = []
+        self.out: list[Emission] = []
         self.out += self.engine.tick(self.clock.now(), self.clock.monotonic())
 
-    def wait(self, minutes: float, step_s: float = 5.0) -> list[Out]:
-        got: list[Out] = []
+    def wait(self, minutes: float, step_s: float = 5.0) -> list[Emission]:
+        got: list[Emission] = []
         left = minutes * 60
         while left > 0:
             dt = min(step_s, left)
@@ -36,10 +37,10 @@ class Site:
         self.out += got
         return got
 
-    def until(self, when) -> list[Out]:
+    def until(self, when) -> list[Emission]:
         return self.wait((when - self.clock.now()).total_seconds() / 60)
 
-    def scan(self, cp: str, card: str) -> list[Out]:
+    def scan(self, cp: str, card: str) -> list[Emission]:
         got = self.engine.scan(READER[cp], card, self.clock.now(), self.clock.monotonic())
         self.out += got
         return got
