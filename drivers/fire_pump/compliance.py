@@ -21,7 +21,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from gateway.atomicfile import write_atomic
 from gateway.clock import iso_utc, parse_iso_utc
+from gateway.driver import Emission
 
 DAY = 86400.0
 DEFAULT_MIN_RUN_S: dict[str, float] = {"electric": 600.0, "diesel": 1800.0}
@@ -74,14 +76,6 @@ class TestRun:
     min_run_s: float
     meets_minimum: bool
     pump_type: str
-
-
-@dataclass
-class ComplianceEvent:
-    type: str
-    severity: str
-    data: dict[str, Any]
-    ts: datetime
 
 
 @dataclass
@@ -157,9 +151,7 @@ class Compliance:
         if p is None:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self._state)), encoding="utf-8")
-        os.replace(tmp, p)
+        write_atomic(p, json.dumps(asdict(self._state)))
 
     def _append(self, run: TestRun) -> None:
         if self.state_dir is None:
@@ -175,7 +167,7 @@ class Compliance:
         return list(read_history(history_path(self.state_dir, self.device))) if self.state_dir else []
 
     # -- runs ----------------------------------------------------------------
-    def run_finished(self, info: RunInfo, now: datetime) -> list[ComplianceEvent]:
+    def run_finished(self, info: RunInfo, now: datetime) -> list[Emission]:
         """Record a finished run if it was a test; returns `test_run` (and restores)."""
         kind = classify(info.cause, info.mode)
         if kind is None:
@@ -186,16 +178,16 @@ class Compliance:
                       info.discharge_pressure, round(info.run_s, 1), minimum,
                       info.run_s >= minimum, self.settings.pump_type)
         self._append(run)
-        events = [ComplianceEvent("test_run", "info" if run.meets_minimum else "warning",
-                                  asdict(run), now)]
+        events = [Emission(self.device, "test_run", "info" if run.meets_minimum else "warning",
+                           asdict(run), now)]
         if run.meets_minimum:
             satisfied = ("weekly", "monthly") if kind == "monthly" else ("weekly",)
             for k in satisfied:
                 self._state.last[k] = run.started
                 if k in self._state.overdue:
                     del self._state.overdue[k]
-                    events.append(ComplianceEvent("test_overdue_restore", "info",
-                                                  {"test": k, "last_run": run.started}, now))
+                    events.append(Emission(self.device, "test_overdue_restore", "info",
+                                           {"test": k, "last_run": run.started}, now))
             self._save()
         return events
 
@@ -203,12 +195,12 @@ class Compliance:
         base = self._state.last.get(kind) or self._state.since
         return parse_iso_utc(base) + timedelta(seconds=self.settings.period(kind))
 
-    def check(self, now: datetime) -> list[ComplianceEvent]:
+    def check(self, now: datetime) -> list[Emission]:
         """`test_overdue` for each test whose period has passed without a qualifying run.
 
         Reported once per missed period: still overdue a period later, it is reported again.
         """
-        events: list[ComplianceEvent] = []
+        events: list[Emission] = []
         for kind in KINDS:
             due = self.due(kind)
             reported = self._state.overdue.get(kind)
@@ -219,7 +211,7 @@ class Compliance:
             self._state.overdue[kind] = iso_utc(due)
             self._save()
             last = self._state.last.get(kind)
-            events.append(ComplianceEvent("test_overdue", "warning", {
+            events.append(Emission(self.device, "test_overdue", "warning", {
                 "test": kind, "last_run": last, "due": iso_utc(due),
                 "period_days": round(self.settings.period(kind) / DAY, 3),
                 "min_run_s": self.settings.minimum}, now))

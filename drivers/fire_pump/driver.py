@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gateway.configfile import Problems, Section
-from gateway.driver import CommandHandler, CommandRefused, Emission, ThreadedDriver
+from gateway.driver import CommandHandler, CommandRefused, ThreadedDriver
 from drivers.fire_pump.compliance import DAY, Compliance, ComplianceSettings
 from drivers.fire_pump.panel import PanelMonitor, PanelSettings
 from drivers.fire_pump.poller import Endpoint, Link, PanelPoll, PollError, PollResult
@@ -217,7 +217,7 @@ class FirePumpDriver(ThreadedDriver):
         for name, comp in self.compliance.items():
             found = comp.check(now)
             if found:
-                self.ctx.emit_many([Emission(name, ev.type, ev.severity, ev.data, ts=ev.ts) for ev in found])
+                self.ctx.emit_many(found)
 
     @staticmethod
     def _device_state(mon: PanelMonitor) -> str:
@@ -260,7 +260,7 @@ class FirePumpDriver(ThreadedDriver):
                 tele = None
         self.set_device_state(poll.name, self._device_state(mon))
         if events:     # what one poll found is committed together: one fsync, never split by a crash
-            self.ctx.emit_many([Emission(poll.name, ev.type, ev.severity, ev.data, ts=ev.ts) for ev in events])
+            self.ctx.emit_many(events)
         if tele is not None:
             self.ctx.telemetry(poll.name, tele, ts=ts)
         self.progress()

@@ -15,18 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.driver import Emission
 from drivers.fire_pump.compliance import Compliance, RunInfo
 from drivers.fire_pump.regmap import RegisterMap
 
 TEST_CAUSES = ("weekly_test", "manual", "test")
-
-
-@dataclass
-class EventOut:
-    type: str
-    severity: str
-    data: dict[str, Any]
-    ts: datetime
 
 
 @dataclass
@@ -83,7 +76,7 @@ class PanelMonitor:
         self._tele_mono: float | None = None
 
     # -- polls -----------------------------------------------------------------
-    def poll_failed(self, reason: str, ts: datetime, mono: float) -> list[EventOut]:
+    def poll_failed(self, reason: str, ts: datetime, mono: float) -> list[Emission]:
         self.polls_failed += 1
         self.failed_polls += 1
         self.last_failure = reason
@@ -91,16 +84,16 @@ class PanelMonitor:
             self._first_fail = mono
         if self.comm_lost_since is None and self.failed_polls >= self.settings.comm_loss_after:
             self.comm_lost_since = mono
-            return [EventOut("comm_loss", "warning", {
+            return [Emission(self.device, "comm_loss", "warning", {
                 "failed_polls": self.failed_polls, "reason": reason}, ts)]
         return []
 
     def poll_ok(self, values: dict[str, Any], faults: dict[str, str], ts: datetime,
-                mono: float) -> list[EventOut]:
+                mono: float) -> list[Emission]:
         self.polls_ok += 1
-        out: list[EventOut] = []
+        out: list[Emission] = []
         if self.comm_lost_since is not None:
-            out.append(EventOut("comm_loss_restore", "info", {
+            out.append(Emission(self.device, "comm_loss_restore", "info", {
                 "outage_s": round(mono - (self._first_fail or self.comm_lost_since), 1),
                 "failed_polls": self.failed_polls}, ts))
             self.comm_lost_since = None
@@ -117,18 +110,18 @@ class PanelMonitor:
         self.first = False
         return out
 
-    def _faults(self, faults: dict[str, str], ts: datetime) -> list[EventOut]:
+    def _faults(self, faults: dict[str, str], ts: datetime) -> list[Emission]:
         out = []
         for name, reason in faults.items():
             if self.faults.get(name) != reason and name not in self.faults:
-                out.append(EventOut("data_fault", "warning", {"point": name, "reason": reason}, ts))
+                out.append(Emission(self.device, "data_fault", "warning", {"point": name, "reason": reason}, ts))
             self.faults[name] = reason
         for name in [n for n in self.faults if n not in faults]:
             del self.faults[name]
-            out.append(EventOut("data_fault_restore", "info", {"point": name}, ts))
+            out.append(Emission(self.device, "data_fault_restore", "info", {"point": name}, ts))
         return out
 
-    def _mode(self, ts: datetime) -> list[EventOut]:
+    def _mode(self, ts: datetime) -> list[Emission]:
         if self._mode_pt is not None and self._mode_pt.name in self.values:
             mode = self.values[self._mode_pt.name]
         elif self._auto_pt is not None and self._auto_pt.name in self.values:
@@ -138,13 +131,13 @@ class PanelMonitor:
         self.mode = mode
         if mode != "auto" and not self.not_in_auto:
             self.not_in_auto = True
-            return [EventOut("not_in_auto", "alarm", {"mode": mode}, ts)]
+            return [Emission(self.device, "not_in_auto", "alarm", {"mode": mode}, ts)]
         if mode == "auto" and self.not_in_auto:
             self.not_in_auto = False
-            return [EventOut("not_in_auto_restore", "info", {"mode": mode}, ts)]
+            return [Emission(self.device, "not_in_auto_restore", "info", {"mode": mode}, ts)]
         return []
 
-    def _alarms(self, values: dict[str, Any], ts: datetime, mono: float) -> list[EventOut]:
+    def _alarms(self, values: dict[str, Any], ts: datetime, mono: float) -> list[Emission]:
         out = []
         for name, p in self._alarm_pts.items():
             if name not in values:            # not read or data fault: keep the last state
@@ -152,11 +145,11 @@ class PanelMonitor:
             active = bool(values[name])
             if active and name not in self.alarms:
                 self.alarms[name] = mono
-                out.append(EventOut(name, p.severity, {"state": "active", "point": name,
-                                                       **self._context()}, ts))
+                out.append(Emission(self.device, name, p.severity,
+                                    {"state": "active", "point": name, **self._context()}, ts))
             elif not active and name in self.alarms:
                 since = self.alarms.pop(name)
-                out.append(EventOut(f"{name}_restore", "info", {
+                out.append(Emission(self.device, f"{name}_restore", "info", {
                     "state": "restored", "point": name, "active_s": round(mono - since, 1)}, ts))
         return out
 
@@ -168,8 +161,8 @@ class PanelMonitor:
         return ctx
 
     def _pump(self, values: dict[str, Any], prev: dict[str, Any], ts: datetime,
-              mono: float) -> list[EventOut]:
-        out: list[EventOut] = []
+              mono: float) -> list[Emission]:
+        out: list[Emission] = []
         demand = bool(self._demand_pt and values.get(self._demand_pt.name))
         if demand and self._demand_since is None and not self.running:
             self._demand_since = mono
@@ -194,7 +187,7 @@ class PanelMonitor:
             if self.first:
                 data["at_startup"] = True
             sev = "info" if cause in TEST_CAUSES else "warning"
-            out.append(EventOut("pump_started", sev, data, ts))
+            out.append(Emission(self.device, "pump_started", sev, data, ts))
         elif running and self._run is not None:
             if self._run.cause in (None, "none") and cause not in (None, "none"):
                 self._run.cause = cause
@@ -204,13 +197,12 @@ class PanelMonitor:
             run, self._run = self._run, None
             run_s = round(mono - run.started_mono, 1) if run else None
             data = {"cause": run.cause if run else None, "run_s": run_s, "mode": self.mode}
-            out.append(EventOut("pump_stopped", "info", data, ts))
+            out.append(Emission(self.device, "pump_stopped", "info", data, ts))
             if run is not None and self.compliance is not None:
                 info = RunInfo(run.started, run.cause, run.mode, run.start_pressure,
                                run.time_to_running_s, _avg(run.suction), _avg(run.discharge),
                                mono - run.started_mono)
-                for ev in self.compliance.run_finished(info, ts):
-                    out.append(EventOut(ev.type, ev.severity, ev.data, ev.ts))
+                out += self.compliance.run_finished(info, ts)
         if not running and not demand:
             self._demand_since = None
         return out

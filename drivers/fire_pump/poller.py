@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from gateway.backoff import Backoff
 from drivers.fire_pump.regmap import ReadBlock
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ ResultCallback = Callable[[PanelPoll, PollResult], None]
 class Link:
     """One Modbus connection and the panels on it, polled in turn."""
 
+    reconnect_first_s = 0.2     # first wait after a failed connect; doubles up to reconnect_max_s
+
     def __init__(self, endpoint: Endpoint, panels: Sequence[PanelPoll], on_result: ResultCallback,
                  monotonic: Callable[[], float] = time.monotonic,
                  reconnect_max_s: float = 30.0) -> None:
@@ -96,7 +99,7 @@ class Link:
         self.reconnect_max_s = reconnect_max_s
         self.client: Any = None
         self.connects = 0
-        self._backoff = 0.0
+        self._backoff = Backoff(self.reconnect_first_s, reconnect_max_s)
         self._retry_at = 0.0
         self._jobs: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] | None = None
 
@@ -128,11 +131,10 @@ class Link:
             log.debug("connect %s: %s", self.endpoint, exc)
         if not ok:
             self.drop()
-            self._backoff = min(self.reconnect_max_s, max(0.2, self._backoff * 2))
-            self._retry_at = time.monotonic() + self._backoff
+            self._retry_at = time.monotonic() + self._backoff.next()
             raise PollError(f"cannot connect to {self.endpoint}")
         self.connects += 1
-        self._backoff = 0.0
+        self._backoff.reset()
 
     def drop(self) -> None:
         if self.client is not None:

@@ -184,7 +184,7 @@ class Engine:
             z.troubles.discard(key)
             self.dirty = True
             outs.append(Emission(zone, "trouble_restore", "info",
-                            {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin}, wall))
+                                 {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin}, wall))
         return outs + self._reconcile(z, inp, mono, wall, new=False)
 
     def input_failed(self, zone: str, name: str, error: str, wall: datetime) -> list[Emission]:
@@ -198,7 +198,7 @@ class Engine:
         z.troubles.add(key)
         self.dirty = True
         return [Emission(zone, "trouble", "warning",
-                    {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin, "error": error}, wall)]
+                         {**z.base(), "reason": "pin_fault", "input": name, "pin": inp.cfg.pin, "error": error}, wall)]
 
     # -- signals ---------------------------------------------------------
     def edge(self, zone: str, name: str, level: bool, mono: float, wall: datetime) -> list[Emission]:
@@ -215,8 +215,8 @@ class Engine:
             z.troubles.add(f"chatter:{name}")
             self.dirty = True
             outs.append(Emission(zone, "trouble", "warning",
-                            {**z.base(), "reason": "chatter", "input": name,
-                             "edges_per_s": round(inp.chatter.edge_rate(), 1)}, wall))
+                                 {**z.base(), "reason": "chatter", "input": name,
+                                  "edges_per_s": round(inp.chatter.edge_rate(), 1)}, wall))
         return outs
 
     def tick(self, mono: float, wall: datetime) -> list[Emission]:
@@ -233,8 +233,8 @@ class Engine:
                     z.troubles.discard(f"chatter:{inp.name}")
                     self.dirty = True
                     outs.append(Emission(z.name, "trouble_restore", "info",
-                                    {**z.base(), "reason": "chatter", "input": inp.name,
-                                     "held_back": z.suppressed}, wall))
+                                         {**z.base(), "reason": "chatter", "input": inp.name,
+                                          "held_back": z.suppressed}, wall))
                     outs += self._reconcile(z, inp, mono, wall, new=False)
             outs += self._check_stuck(z, mono)
         if mono - self._last_schedule_check >= SCHEDULE_CHECK_S:
@@ -343,18 +343,18 @@ class Engine:
                 self.dirty = True
                 sev = ("alarm" if z.mode == "armed" else "warning") if inp.name == "tamper" else "warning"
                 outs.append(Emission(z.name, _ACTIVE_EVENT[inp.name], sev, {**z.base(), "armed": z.mode == "armed"}
-                                if inp.name == "tamper" else z.base(), t_wall))
+                                     if inp.name == "tamper" else z.base(), t_wall))
         elif not active and inp.reported:
             duration = _dur(inp.since_mono, inp.since_wall, t_mono, t_wall)
             inp.reported, inp.since_mono, inp.since_wall = False, None, None
             self.dirty = True
             outs.append(Emission(z.name, _RESTORE_EVENT[inp.name], "info", {**z.base(), "duration_s": duration},
-                            t_wall))
+                                 t_wall))
         if inp.name == "alarm" and not active and "stuck_open" in z.troubles:
             z.troubles.discard("stuck_open")
             self.dirty = True
             outs.append(Emission(z.name, "trouble_restore", "info",
-                            {**z.base(), "reason": "stuck_open", "input": "alarm"}, t_wall))
+                                 {**z.base(), "reason": "stuck_open", "input": "alarm"}, t_wall))
         return outs
 
     def _stuck_deadline(self, z: Zone, inp: InputState) -> float | None:
@@ -372,8 +372,8 @@ class Engine:
         self.dirty = True
         ts = inp.deb.stable_since_wall + timedelta(seconds=z.cfg.trouble_after_s)
         return [Emission(z.name, "trouble", "warning",
-                    {**z.base(), "reason": "stuck_open", "input": "alarm",
-                     "open_s": z.cfg.trouble_after_s}, ts)]
+                         {**z.base(), "reason": "stuck_open", "input": "alarm",
+                          "open_s": z.cfg.trouble_after_s}, ts)]
 
     def _confirm(self, z: Zone, t_mono: float, t_wall: datetime) -> list[Emission]:
         window = self.settings.confirm_window_s
@@ -391,8 +391,8 @@ class Engine:
                 continue
             self._confirmed[pair] = t_mono
             outs.append(Emission(z.name, "intrusion_confirmed", "critical",
-                            {"zones": [other, z.name], "group": z.cfg.group,
-                             "interval_s": round(abs(t_mono - t_other), 3)}, t_wall))
+                                 {"zones": [other, z.name], "group": z.cfg.group,
+                                  "interval_s": round(abs(t_mono - t_other), 3)}, t_wall))
         return outs
 
     def _apply_schedule(self, z: Zone, mono: float, wall: datetime) -> list[Emission]:

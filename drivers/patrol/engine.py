@@ -149,11 +149,11 @@ class PatrolEngine:
             guard = session[0] if session and mono - session[1] <= self.guard_session_s else None
         else:
             out.append(patrol_event("unknown_card", reader, wall, {"reader": reader, "card": card,
-                                                          "checkpoint": reg.checkpoint_by_reader.get(reader)}))
+                                                                   "checkpoint": reg.checkpoint_by_reader.get(reader)}))
             return out
         cp = reg.checkpoint(cp_id) if cp_id else None
         out.append(patrol_event("checkin", reader, wall, {"reader": reader, "card": card, "guard": guard,
-                                                 "checkpoint": cp_id, "place": cp.place if cp else None}))
+                                                          "checkpoint": cp_id, "place": cp.place if cp else None}))
         if cp_id is not None:
             self._comply(cp_id, guard, wall, mono, out)
         return out
@@ -189,7 +189,7 @@ class PatrolEngine:
             expected = rnd.route.checkpoints[rnd.next_index]
             if idx > rnd.next_index:
                 out.append(patrol_event("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
-                                                                   "expected": expected, "guard": guard}))
+                                                                            "expected": expected, "guard": guard}))
                 rnd.out_of_order += 1
                 for skipped in rnd.route.checkpoints[rnd.next_index:idx]:
                     self._miss(rnd, skipped, "skipped", wall, None, out)
@@ -206,7 +206,7 @@ class PatrolEngine:
             elif cp in rnd.missed:
                 rnd.out_of_order += 1
                 out.append(patrol_event("out_of_order", rnd.route.id, wall, {**rnd.base(), "checkpoint": cp,
-                                                                   "expected": expected, "guard": guard}))
+                                                                            "expected": expected, "guard": guard}))
 
     def _start(self, cp: str, guard: str | None, wall: datetime, mono: float, out: list[Emission]) -> bool:
         candidates = [s for s in self.slots.values()
@@ -225,12 +225,12 @@ class PatrolEngine:
             minutes = round((slot.start - wall).total_seconds() / 60, 1)
             rnd.early.append(cp)
             out.append(patrol_event("checkpoint_early", route.id, wall, {**rnd.base(), "checkpoint": cp,
-                                                               "guard": guard, "minutes_early": minutes}))
+                                                                        "guard": guard, "minutes_early": minutes}))
         elif wall > slot.due:
             minutes = round((wall - slot.due).total_seconds() / 60, 1)
             rnd.late.append({"checkpoint": cp, "minutes": minutes})
             out.append(patrol_event("checkpoint_late", route.id, wall, {**rnd.base(), "checkpoint": cp,
-                                                              "guard": guard, "minutes_late": minutes}))
+                                                                       "guard": guard, "minutes_late": minutes}))
         self._want_pair(rnd, cp, guard, wall, mono)
         return True
 
@@ -335,7 +335,7 @@ class PatrolEngine:
                     skipped.append(slot.key)
         self._evaluated = wall
         out.append(patrol_event("clock_step", ENGINE_DEVICE, wall, {"step_seconds": round(step, 3),
-                                                          "windows_not_judged": skipped}))
+                                                                   "windows_not_judged": skipped}))
 
     def _plan_slots(self, wall: datetime) -> None:
         today = wall.astimezone(self.tz).date()
