@@ -1,14 +1,18 @@
 """What the forwarder reports and hands on: its counters, incoming commands, reconnect backoff.
 
+The backoff itself is `gateway.backoff.backoff_delay` (the one every part of
+the gateway uses), re-exported here for the forwarder and the uplink.
+
 Apart from `gateway.forwarder` so that the gateway process, when the
 connection runs in the uplink process, needs neither paho nor ssl.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.backoff import backoff_delay
 
 
 @dataclass
@@ -38,7 +42,4 @@ class IncomingCommand:
     correlation: bytes | None
 
 
-def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [lo, min(hi, lo * 2**attempt)]."""
-    cap = min(hi, lo * (2 ** min(attempt, 30)))
-    return rng.uniform(lo, max(lo, cap))
+__all__ = ["ForwarderStats", "IncomingCommand", "backoff_delay"]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from gateway import __version__
+from gateway.backoff import backoff_delay
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import GatewayConfig
@@ -147,7 +148,7 @@ class Supervisor:
 
     def _fault(self, slot: DriverSlot, reason: str) -> None:
         cfg = self.config.supervisor
-        delay = min(cfg.restart_backoff_max, cfg.restart_backoff_min * (2 ** min(slot.restarts, 20)))
+        delay = backoff_delay(slot.restarts, cfg.restart_backoff_min, cfg.restart_backoff_max)
         slot.restarts += 1
         slot.last_fault = reason
         slot.state = "backoff"
