@@ -24,6 +24,22 @@ from gateway.store import StoreLimits
 
 GATEWAY_TABLES = ("gateway", "mqtt", "store", "supervisor")
 
+# Keys spelled otherwise before one spelling per idea (durations end in `_s`):
+# an old spelling is refused with a line naming the new key, never read as an alias.
+RENAMED_KEYS: dict[str, dict[str, str]] = {
+    "mqtt": {"keepalive": "keepalive_s", "health_interval": "health_interval_s",
+             "reconnect_min": "reconnect_min_s", "reconnect_max": "reconnect_max_s",
+             "connect_timeout": "connect_timeout_s"},
+    "supervisor": {"watch_interval": "watch_interval_s", "restart_backoff_min": "restart_backoff_min_s",
+                   "restart_backoff_max": "restart_backoff_max_s"},
+}
+
+
+def refuse_renamed(section: Section, renamed: Mapping[str, str]) -> None:
+    """Refuse every old spelling in `renamed` (old -> new) present in `section`."""
+    for old, new in renamed.items():
+        section.renamed(old, new)
+
 
 @dataclass(frozen=True)
 class SupervisorConfig:
@@ -95,16 +111,17 @@ def _parse_mqtt(sec: Section, gateway_id: str) -> MqttConfig:
         host=host, port=port,
         protocol=sec.str("protocol", "5", choices=("5", "3.1.1")),
         client_id=sec.str("client_id", f"anfang-{gateway_id}", pattern=r"[A-Za-z0-9_.-]{1,64}"),
-        keepalive=sec.int("keepalive", 15, min=5, max=3600),
+        keepalive=sec.int("keepalive_s", 15, min=5, max=3600),
         username=username, password=password, tls=tls,
         inflight=sec.int("inflight", 200, min=1, max=65535),
         telemetry_qos=sec.int("telemetry_qos", 0, min=0, max=1),
-        health_interval=sec.float("health_interval", 30.0, min=1.0, max=3600.0),
-        reconnect_min=sec.float("reconnect_min", 0.5, min=0.05, max=60.0),
-        reconnect_max=sec.float("reconnect_max", 30.0, min=0.1, max=3600.0),
-        connect_timeout=sec.float("connect_timeout", 5.0, min=0.5, max=120.0),
+        health_interval=sec.float("health_interval_s", 30.0, min=1.0, max=3600.0),
+        reconnect_min=sec.float("reconnect_min_s", 0.5, min=0.05, max=60.0),
+        reconnect_max=sec.float("reconnect_max_s", 30.0, min=0.1, max=3600.0),
+        connect_timeout=sec.float("connect_timeout_s", 5.0, min=0.5, max=120.0),
         process=sec.bool("process", True),
     )
+    refuse_renamed(sec, RENAMED_KEYS["mqtt"])
     sec.finish()
     return cfg
 
@@ -137,9 +154,10 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
 
     sv = root.section("supervisor")
     supervisor = SupervisorConfig(
-        watch_interval=sv.float("watch_interval", 1.0, min=0.05, max=60),
-        restart_backoff_min=sv.float("restart_backoff_min", 1.0, min=0.01, max=600),
-        restart_backoff_max=sv.float("restart_backoff_max", 60.0, min=0.01, max=3600))
+        watch_interval=sv.float("watch_interval_s", 1.0, min=0.05, max=60),
+        restart_backoff_min=sv.float("restart_backoff_min_s", 1.0, min=0.01, max=600),
+        restart_backoff_max=sv.float("restart_backoff_max_s", 60.0, min=0.01, max=3600))
+    refuse_renamed(sv, RENAMED_KEYS["supervisor"])
     sv.finish()
 
     if driver_types is not None:
@@ -182,5 +200,5 @@ def load_config(path: Path | str, driver_types: Mapping[str, type[Driver]] | Non
     return parse_config(raw, base_dir=p.resolve().parent, source=str(p), driver_types=driver_types)
 
 
-__all__ = ["ConfigError", "DriverSpec", "GatewayConfig", "MqttConfig", "TlsConfig", "SupervisorConfig",
-           "load_config", "parse_config"]
+__all__ = ["ConfigError", "DriverSpec", "GatewayConfig", "MqttConfig", "RENAMED_KEYS", "TlsConfig",
+           "SupervisorConfig", "load_config", "parse_config"]

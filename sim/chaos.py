@@ -49,7 +49,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 log = logging.getLogger(__name__)
 
 PREFIX = "anfang/v1/sim/gw1"     # sim.runner's SITE and GATEWAY
-CHILD_OVERRIDES = {"mqtt": {"keepalive": 5, "connect_timeout": 3.0, "reconnect_max": 2.0, "health_interval": 5.0}}
+CHILD_OVERRIDES = {"mqtt": {"keepalive_s": 5, "connect_timeout_s": 3.0, "reconnect_max_s": 2.0,
+                            "health_interval_s": 5.0}}
 
 
 # -- the verdict -------------------------------------------------------------------
@@ -461,7 +462,7 @@ class ChaosRun:
         state = self.workdir / "state" / "gateway"
         self.say("draining the buffer with a gateway without drivers")
         cfg = parse_config({"gateway": {"site": "sim", "id": "gw1", "state_dir": str(state)},
-                            "mqtt": {"host": self.broker.host, "port": self.broker.port, "reconnect_max": 1.0}},
+                            "mqtt": {"host": self.broker.host, "port": self.broker.port, "reconnect_max_s": 1.0}},
                            driver_types={})
         sup = Supervisor(cfg)
         stop = threading.Event()

@@ -237,6 +237,10 @@ class _RtuBus:
             pass
 
 
+# params handed on to the driver's config under their config names, old spellings refused
+RENAMED_PARAMS = {"period_s": "poll_s", "telemetry_period_s": "telemetry_s"}
+
+
 class FirePumpSim(SimDevice):
     """One simulated fire pump controller."""
 
@@ -249,6 +253,9 @@ class FirePumpSim(SimDevice):
     def __init__(self, name: str, params: Mapping[str, Any], world: SimWorld) -> None:
         super().__init__(name, params, world)
         p = self.params
+        for old, new in RENAMED_PARAMS.items():
+            if old in p:
+                raise ValueError(f"fire_pump sim {name}: param {old!r} is renamed: use {new!r} instead")
         self.transport = str(p.get("transport", "tcp"))
         self.unit = int(p.get("unit", 1))
         self.bus_name = str(p.get("bus", "rtu0"))
@@ -317,8 +324,8 @@ class FirePumpSim(SimDevice):
         if self.transport == "tcp":
             entry.update(host="127.0.0.1", port=self.port)
         else:
-            entry.update(serial_port=self._bus.port if self._bus else "", baudrate=9600)
-        for k in ("period_s", "timeout_s", "retries", "comm_loss_after", "telemetry_period_s",
+            entry.update(serial_port=self._bus.port if self._bus else "", baud=9600)
+        for k in ("poll_s", "timeout_s", "retries", "comm_loss_after", "telemetry_s",
                   "min_run_s", "weekly_period_days", "monthly_period_days", "pump_type"):
             if k in self.params:
                 entry[k] = self.params[k]

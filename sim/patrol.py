@@ -18,14 +18,14 @@ the state folder; `unplug` closes the pty and removes the link, `replug` makes
 a new pty behind the same link.
 
 Guards walk the route, two together at night (`two_guards`), with
-configurable lateness (`late_probability`, `late_seconds`), skipped checkpoints
+configurable lateness (`late_probability`, `late_s`), skipped checkpoints
 (`skip_probability`) and lone night rounds (`lone_probability`). Rounds are
 planned every minute for three hours so rounds start and complete all through a run.
 
 Params: readers (list of types, default ["em4100", "wiegand", "pn532", "em4100"]),
-leg_seconds (2.0), max_leg_seconds (12), two_guards (true), noise (0.2: share
+leg_s (2.0), max_leg_s (12), two_guards (true), noise (0.2: share
 of reads with garbage around them), corrupt (0.1: share of corrupt frames),
-skip_probability, late_probability, lone_probability (0), late_seconds (3.0: past the leg's most),
+skip_probability, late_probability, lone_probability (0), late_s (3.0: past the leg's most),
 walk (true: guards walk on their own).
 Actions: walk (guard, skip=[...], late=[...], lone), present (reader, card),
 unplug (reader), replug (reader), corrupt (reader, count), stop_walking, start_walking.
@@ -230,6 +230,10 @@ class WiegandSim:
         self.send_bits(bits)
 
 
+# params spelled otherwise before (durations in seconds end in `_s`): refused, naming the new one
+RENAMED_PARAMS = {"leg_seconds": "leg_s", "max_leg_seconds": "max_leg_s", "late_seconds": "late_s"}
+
+
 class PatrolSim(SimDevice):
     kind: ClassVar[str] = "patrol"
     actions: ClassVar[tuple[str, ...]] = ("walk", "present", "unplug", "replug", "corrupt",
@@ -238,16 +242,19 @@ class PatrolSim(SimDevice):
     def __init__(self, name: str, params: Mapping[str, Any], world: SimWorld) -> None:
         super().__init__(name, params, world)
         p = self.params
+        for old, new in RENAMED_PARAMS.items():
+            if old in p:
+                raise ValueError(f"patrol sim {name}: param {old!r} is renamed: use {new!r} instead")
         self.reader_types: list[str] = list(p.get("readers", ["em4100", "wiegand", "pn532", "em4100"]))
-        self.leg_seconds = float(p.get("leg_seconds", 2.0))
-        self.max_leg_seconds = float(p.get("max_leg_seconds", 12.0))
+        self.leg_s = float(p.get("leg_s", 2.0))
+        self.max_leg_s = float(p.get("max_leg_s", 12.0))
         self.two_guards = bool(p.get("two_guards", True))
         self.noise = float(p.get("noise", 0.2))
         self.corrupt = float(p.get("corrupt", 0.1))
         self.skip_p = float(p.get("skip_probability", 0.0))
         self.late_p = float(p.get("late_probability", 0.0))
         self.lone_p = float(p.get("lone_probability", 0.0))
-        self.late_seconds = float(p.get("late_seconds", 3.0))
+        self.late_s = float(p.get("late_s", 3.0))
         self._halt = threading.Event()
         self.walking = threading.Event()
         if p.get("walk", True):
@@ -302,11 +309,11 @@ class PatrolSim(SimDevice):
         plan = [
             "[[route]]", f'id = "{self.name}-route"', f'name = "Simulated round of {self.name}"',
             "checkpoints = [" + ", ".join(f'"{c}"' for c in checkpoints) + "]",
-            f"max_minutes = {self.max_leg_seconds / 60:.3f}", "min_minutes = 0", "late_grace_minutes = 0.1",
+            f"max_minutes = {self.max_leg_s / 60:.3f}", "min_minutes = 0", "late_grace_minutes = 0.1",
             "[[schedule]]", f'name = "{self.name}-every-minute"', f'route = "{self.name}-route"',
             "starts = [" + ", ".join(f'"{s}"' for s in starts) + "]",
             "start_window_minutes = 1", "early_minutes = 0",
-            f"two_guards = {'true' if self.two_guards else 'false'}", "pair_seconds = 5",
+            f"two_guards = {'true' if self.two_guards else 'false'}", "pair_s = 5",
         ]
         write_atomic(self.folder / "plan.toml", "\n".join(plan) + "\n")
         return {"patrol": readers,
@@ -369,7 +376,7 @@ class PatrolSim(SimDevice):
                 if self._stopping():
                     return
                 if k:
-                    wait = self.max_leg_seconds + self.late_seconds if k in late else self.leg_seconds
+                    wait = self.max_leg_s + self.late_s if k in late else self.leg_s
                     if self._sleep(wait):
                         return
                 if k in skip:

@@ -140,8 +140,8 @@ class SimRun:
         raw: dict[str, Any] = {
             "gateway": {"site": SITE, "id": GATEWAY, "state_dir": str(self.state_dir / "gateway"),
                         "timezone": "Asia/Shanghai"},
-            "mqtt": {"host": host, "port": port, "health_interval": 5.0, "reconnect_max": 2.0},
-            "supervisor": {"restart_backoff_min": 0.5, "restart_backoff_max": 5.0},
+            "mqtt": {"host": host, "port": port, "health_interval_s": 5.0, "reconnect_max_s": 2.0},
+            "supervisor": {"restart_backoff_min_s": 0.5, "restart_backoff_max_s": 5.0},
         }
         for dev in self.devices.values():
             merge_fragment(raw, dev.config())

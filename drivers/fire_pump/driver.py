@@ -27,6 +27,9 @@ from drivers.fire_pump.poller import Endpoint, Link, PanelPoll, PollError, PollR
 from drivers.fire_pump.regmap import RegisterMap, decode_block, load_map, plan_reads
 
 DEVICE_RE = r"[A-Za-z0-9_.-]+"
+# Old spellings of [[fire_pump]] keys (one spelling per idea across families):
+# refused with a line naming the new key.
+RENAMED_KEYS = {"baudrate": "baud", "period_s": "poll_s", "telemetry_period_s": "telemetry_s"}
 
 
 @dataclass
@@ -42,11 +45,11 @@ class PanelConfig:
     unit: int
     regmap: RegisterMap
     pump_type: str
-    period_s: float = 1.0
+    poll_s: float = 1.0
     timeout_s: float = 0.5
     retries: int = 1
     comm_loss_after: int = 3
-    telemetry_period_s: float = 60.0
+    telemetry_s: float = 60.0
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     writable: dict[int, WriteAllow] = field(default_factory=dict)
 
@@ -62,13 +65,13 @@ def parse_panel(s: Section, problems: Problems) -> PanelConfig | None:
     transport = s.str("transport", "tcp", choices=("tcp", "rtu"))
     if transport == "tcp":
         ep = Endpoint("tcp", host=s.str("host"), port=s.int("port", 502, min=1, max=65535))
-        s.mark_seen("serial_port", "baudrate", "parity", "stopbits", "bytesize")
-        for k in ("serial_port", "baudrate", "parity", "stopbits", "bytesize"):
+        s.mark_seen("serial_port", "baud", "parity", "stopbits", "bytesize")
+        for k in ("serial_port", "baud", "parity", "stopbits", "bytesize"):
             if s.has(k):
                 s.error(k, "only for transport = \"rtu\"")
     else:
         ep = Endpoint("rtu", serial_port=s.str("serial_port"),
-                      baudrate=s.int("baudrate", 9600, min=300, max=921600),
+                      baudrate=s.int("baud", 9600, min=300, max=921600),
                       parity=s.str("parity", "N", choices=("N", "E", "O")),
                       stopbits=s.int("stopbits", 1, min=1, max=2),
                       bytesize=s.int("bytesize", 8, min=7, max=8))
@@ -80,11 +83,11 @@ def parse_panel(s: Section, problems: Problems) -> PanelConfig | None:
     map_ref = s.str("map", "generic")
     regmap = load_map(map_ref, problems, s.child_key("map"), s.base_dir) if map_ref else None
     pump_type = s.str("pump_type", regmap.pump_type if regmap else "electric", choices=("electric", "diesel"))
-    period = s.float("period_s", 1.0, min=0.05, max=3600)
+    period = s.float("poll_s", 1.0, min=0.05, max=3600)
     timeout = s.float("timeout_s", 0.5, min=0.01, max=30)
     retries = s.int("retries", 1, min=0, max=10)
     comm_loss_after = s.int("comm_loss_after", 3, min=1, max=1000)
-    tele = s.float("telemetry_period_s", 60.0, min=0.1, max=86400)
+    tele = s.float("telemetry_s", 60.0, min=0.1, max=86400)
     min_run = s.float("min_run_s", min=0) if s.has("min_run_s") else None
     s.mark_seen("min_run_s")
     weekly = s.float("weekly_period_days", 7.0, min=0.0001, max=366)
@@ -97,9 +100,11 @@ def parse_panel(s: Section, problems: Problems) -> PanelConfig | None:
         ws.finish()
         if allow:
             writable[addr] = WriteAllow(addr, note)
+    for old, new in RENAMED_KEYS.items():
+        s.renamed(old, new)
     s.finish()
     if timeout * (retries + 1) > period * 10:
-        s.error("timeout_s", f"timeout_s x (retries + 1) = {timeout * (retries + 1):g} s is far beyond period_s")
+        s.error("timeout_s", f"timeout_s x (retries + 1) = {timeout * (retries + 1):g} s is far beyond poll_s")
     if len(problems) > before or regmap is None:
         return None
     return PanelConfig(name, ep, unit, regmap, pump_type, period, timeout, retries, comm_loss_after,
@@ -124,7 +129,7 @@ def parse_config(raw: Mapping[str, Any], problems: Problems, base_dir: Path | No
             if other.unit == p.unit:
                 s.error("unit", f"unit {p.unit} on {p.endpoint} is already panel {other.name!r}")
             if p.endpoint.kind == "rtu" and other.endpoint != p.endpoint:
-                s.error("baudrate", f"serial settings differ from panel {other.name!r} on the same port")
+                s.error("baud", f"serial settings differ from panel {other.name!r} on the same port")
         same.append(p)
         cfg.panels.append(p)
     top.finish()
@@ -153,9 +158,9 @@ class FirePumpDriver(ThreadedDriver):
             comp = Compliance(p.name, p.compliance, state_dir, now)
             self.compliance[p.name] = comp
             self.monitors[p.name] = PanelMonitor(
-                p.name, p.regmap, PanelSettings(p.comm_loss_after, p.telemetry_period_s), comp)
+                p.name, p.regmap, PanelSettings(p.comm_loss_after, p.telemetry_s), comp)
             self.polls[p.name] = PanelPoll(p.name, p.unit, plan_reads(p.regmap.points),
-                                           p.period_s, p.timeout_s, p.retries)
+                                           p.poll_s, p.timeout_s, p.retries)
 
     @classmethod
     def parse_config(cls, raw: Mapping[str, Any], problems: Problems,
@@ -310,7 +315,7 @@ class FirePumpDriver(ThreadedDriver):
             await link.submit(job)
 
         try:
-            asyncio.run_coroutine_threadsafe(submit(), loop).result(panel.period_s + panel.timeout_s * 4 + 5)
+            asyncio.run_coroutine_threadsafe(submit(), loop).result(panel.poll_s + panel.timeout_s * 4 + 5)
         except PollError as exc:
             raise CommandRefused(f"write failed: {exc}") from None
         except TimeoutError:

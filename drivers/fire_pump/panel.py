@@ -25,7 +25,7 @@ TEST_CAUSES = ("weekly_test", "manual", "test")
 @dataclass
 class PanelSettings:
     comm_loss_after: int = 3           # failed polls in a row before `comm_loss`
-    telemetry_period_s: float = 60.0
+    telemetry_s: float = 60.0
 
 
 @dataclass
@@ -221,7 +221,7 @@ class PanelMonitor:
         current["running"] = self.running
         if self.mode is not None:
             current["mode"] = self.mode
-        due = self._tele_mono is None or mono - self._tele_mono >= self.settings.telemetry_period_s
+        due = self._tele_mono is None or mono - self._tele_mono >= self.settings.telemetry_s
         if not due:
             for name, value in current.items():
                 old = self._tele_sent.get(name)

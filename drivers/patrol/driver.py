@@ -5,10 +5,10 @@ Config (see docs/patrol.md):
     [patrol_plan]
     registry = "patrol-registry.toml"    # guards' cards, checkpoints
     plan = "patrol-plan.toml"            # routes, schedules
-    dedup_seconds = 2.0                  # repeated reads of a card at a reader within this: one check-in
+    dedup_s = 2.0                        # repeated reads of a card at a reader within this: one check-in
     retention_days = 90                  # records kept this long
     report_time = "00:05"                # daily_report for the day before, site time
-    clock_step_tolerance_seconds = 5.0
+    clock_step_tolerance_s = 5.0
     guard_session_minutes = 120          # a guard card read on a reader signs that reader in (tags)
 
     [[patrol]]
@@ -49,6 +49,8 @@ from drivers.patrol.report import report_data, report_from_log
 
 READER_TYPES = ("em4100", "pn532", "wiegand")
 PLAN_KEY = "patrol_plan"
+# Old spellings of [patrol_plan] keys (durations in seconds end in `_s`): refused, naming the new key.
+RENAMED_PLAN_KEYS = {"dedup_seconds": "dedup_s", "clock_step_tolerance_seconds": "clock_step_tolerance_s"}
 _TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
@@ -111,15 +113,17 @@ def parse_patrol_config(raw: Mapping[str, Any], problems: Problems, base_dir: Pa
         problems.add(PLAN_KEY, "is required: a table naming the registry and plan files")
     reg_path = ps.path("registry", must_exist=True)
     plan_path = ps.path("plan", must_exist=True)
-    dedup = ps.float("dedup_seconds", 2.0, min=0.0, max=60.0)
+    dedup = ps.float("dedup_s", 2.0, min=0.0, max=60.0)
     retention = ps.float("retention_days", 90.0, min=1.0)
     rt = ps.str("report_time", "00:05")
     m = _TIME_RE.fullmatch(rt)
     if m is None:
         ps.error("report_time", f"expected a time of day like \"00:05\", got {rt!r}")
     report_time = time(int(m.group(1)), int(m.group(2))) if m else time(0, 5)
-    step = ps.float("clock_step_tolerance_seconds", 5.0, min=0.5)
+    step = ps.float("clock_step_tolerance_s", 5.0, min=0.5)
     session = ps.float("guard_session_minutes", 120.0, min=0.0)
+    for old, new in RENAMED_PLAN_KEYS.items():
+        ps.renamed(old, new)
     ps.finish()
     registry, plan = Registry(), Plan()
     if reg_path.is_file():

@@ -27,7 +27,7 @@ Plan file:
     start_window_minutes = 30 # a round must start within this after each start
     early_minutes = 10        # starting up to this much before counts (as early)
     two_guards = true         # two different guard cards at each checkpoint ...
-    pair_seconds = 60         # ... within this many seconds
+    pair_s = 60               # ... within this many seconds
 
 Both are validated with `gateway.configfile.Section`: every problem is reported
 with its key, prefixed by the file name.
@@ -214,7 +214,8 @@ def parse_plan(doc: Any, key: str, problems: Problems, registry: Registry) -> Pl
         window = s.float("start_window_minutes", 30.0, min=1.0)
         early = s.float("early_minutes", 10.0, min=0.0)
         two = s.bool("two_guards", False)
-        pair = s.float("pair_seconds", 60.0, min=1.0)
+        pair = s.float("pair_s", 60.0, min=1.0)
+        s.renamed("pair_seconds", "pair_s")
         s.finish()
         if name in names:
             s.error("name", f"schedule {name} is defined twice")

@@ -93,7 +93,7 @@ def _panels_process(conn: Any, folder: str, map_path: str) -> None:
     for i in range(PANELS):
         rtu = i >= PANELS // 2
         params = {"transport": "rtu" if rtu else "tcp", "unit": i + 1, "map": map_path,
-                  "period_s": PERIOD, "timeout_s": 0.3, "retries": 1, "telemetry_period_s": 10.0,
+                  "poll_s": PERIOD, "timeout_s": 0.3, "retries": 1, "telemetry_s": 10.0,
                   "tick_s": 0.1}
         sims[f"panel-{i}"] = FirePumpSim(f"panel-{i}", params, world)
     conn.send([s.config()["fire_pump"][0] for s in sims.values()])

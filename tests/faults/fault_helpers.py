@@ -53,9 +53,9 @@ class SimInThread:
         self.state = tmp_path / "state"
         self.out = Lines()
         self.run = SimRun(load_scenario(str(path)), state_dir=self.state, duration=duration, out=self.out,
-                          config_overrides={"mqtt": {"keepalive": 5, "connect_timeout": 2.0, "reconnect_max": 1.0,
-                                                     "health_interval": 1.0},
-                                            "supervisor": {"watch_interval": 0.2}, **(overrides or {})})
+                          config_overrides={"mqtt": {"keepalive_s": 5, "connect_timeout_s": 2.0, "reconnect_max_s": 1.0,
+                                                     "health_interval_s": 1.0},
+                                            "supervisor": {"watch_interval_s": 0.2}, **(overrides or {})})
         self.rc: int | None = None
         self.thread = threading.Thread(target=self._main, daemon=True)
 

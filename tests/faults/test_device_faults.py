@@ -26,7 +26,7 @@ def test_serial_reader_unplugged_is_a_reader_fault_then_a_restore(tmp_path: Path
 [[device]]
 kind = "patrol"
 name = "patrol"
-params = { readers = ["em4100", "pn532"], leg_seconds = 1.0, noise = 0.0, corrupt = 0.0 }
+params = { readers = ["em4100", "pn532"], leg_s = 1.0, noise = 0.0, corrupt = 0.0 }
 
 [[action]]
 at = 1.5
@@ -57,7 +57,7 @@ def test_modbus_panel_answering_garbage_is_comm_loss_then_restore(tmp_path: Path
 [[device]]
 kind = "fire_pump"
 name = "pump-room"
-params = { transport = "tcp", map = "electric", period_s = 0.3, timeout_s = 0.3, retries = 0, telemetry_period_s = 5.0 }
+params = { transport = "tcp", map = "electric", poll_s = 0.3, timeout_s = 0.3, retries = 0, telemetry_s = 5.0 }
 
 [[action]]
 at = 2.0

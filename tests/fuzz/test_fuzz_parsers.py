@@ -164,8 +164,8 @@ def test_ir_beam_command_arguments_are_validated(profile) -> None:
 # -- config ---------------------------------------------------------------------------
 KEYS = ["gateway", "mqtt", "store", "supervisor", "site", "id", "state_dir", "timezone", "url", "host", "port",
         "protocol", "tls", "ca_file", "cert_file", "key_file", "key_passphrase_file", "key_passphrase_env",
-        "password", "password_file", "password_env", "username", "keepalive", "inflight", "max_events", "max_mb",
-        "max_db_mb", "evidence_spool_mb", "watch_interval", "restart_backoff_min", "ir_beam", "patrol",
+        "password", "password_file", "password_env", "username", "keepalive_s", "inflight", "max_events", "max_mb",
+        "max_db_mb", "evidence_spool_mb", "watch_interval_s", "restart_backoff_min_s", "ir_beam", "patrol",
         "fire_pump", "camera", "sim_probe", "name", "interval", "emitters", "severity", "pins", "alarm_pin",
         "readers", "map", "transport", "unit", "zones", "calibration", "source"]
 scalars = (st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats() | st.text(max_size=12)

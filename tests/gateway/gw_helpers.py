@@ -17,9 +17,9 @@ def gateway_config(state_dir: Path, broker: LocalBroker | None, *, probes: list[
                    extra: dict[str, Any] | None = None, watch_interval: float = 0.1) -> GatewayConfig:
     raw: dict[str, Any] = {
         "gateway": {"site": "s1", "id": "gw1", "state_dir": str(state_dir)},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1, "health_interval": 1.0,
-                 "reconnect_min": 0.05, "reconnect_max": 0.5, "keepalive": 5, **(mqtt or {})},
-        "supervisor": {"watch_interval": watch_interval, "restart_backoff_min": 0.1, "restart_backoff_max": 1.0},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1, "health_interval_s": 1.0,
+                 "reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "keepalive_s": 5, **(mqtt or {})},
+        "supervisor": {"watch_interval_s": watch_interval, "restart_backoff_min_s": 0.1, "restart_backoff_max_s": 1.0},
     }
     if store:
         raw["store"] = store

@@ -28,8 +28,8 @@ state_dir = "{state}"
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
-reconnect_min = 0.05
-reconnect_max = 0.5
+reconnect_min_s = 0.05
+reconnect_max_s = 0.5
 
 [[sim_probe]]
 name = "burst-a"

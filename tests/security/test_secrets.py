@@ -48,9 +48,9 @@ state_dir = "{tmp_path / 'state'}"
 url = "mqtts://127.0.0.1:{port}"
 username = "gw1"
 password_file = "{pw}"
-health_interval = 1.0
-reconnect_min = 0.05
-reconnect_max = 0.5
+health_interval_s = 1.0
+reconnect_min_s = 0.05
+reconnect_max_s = 0.5
 
 [mqtt.tls]
 ca_file = "{pki.ca_cert}"

@@ -61,11 +61,11 @@ def make(sims, world, name, **params):
 
 def test_config_names_the_port_before_start(sims, world):
     tcp = make(sims, world, "a", transport="tcp")
-    rtu = make(sims, world, "b", transport="rtu", unit=4, map="diesel", period_s=0.5)
+    rtu = make(sims, world, "b", transport="rtu", unit=4, map="diesel", poll_s=0.5)
     t = tcp.config()["fire_pump"][0]
     r = rtu.config()["fire_pump"][0]
     assert t["host"] == "127.0.0.1" and t["port"] > 0
-    assert r["serial_port"].startswith("/dev/pts/") and r["unit"] == 4 and r["period_s"] == 0.5
+    assert r["serial_port"].startswith("/dev/pts/") and r["unit"] == 4 and r["poll_s"] == 0.5
     assert (world.state_dir / "fire_pump-rtu0.tty").resolve() == Path(r["serial_port"])
 
 

@@ -18,7 +18,7 @@ from tests.helpers import Subscriber, wait_until
 
 def build(tmp_path: Path, make_ctx, **params):
     world = SimWorld(state_dir=tmp_path / "sim")
-    sim = PatrolSim("site", {"leg_seconds": 0.5, "max_leg_seconds": 20, "corrupt": 0.2, **params}, world)
+    sim = PatrolSim("site", {"leg_s": 0.5, "max_leg_s": 20, "corrupt": 0.2, **params}, world)
     fragment = sim.config()
     problems = Problems()
     cfg = PatrolDriver.parse_config(fragment, problems, world.state_dir)
@@ -77,7 +77,7 @@ def test_anfang_sim_patrol_end_to_end(broker, tmp_path):
     from sim import runner
 
     scenario = Scenario(name="patrol-e2e", duration=60,
-                        devices=[DeviceSpec("patrol", "site", {"leg_seconds": 0.5, "max_leg_seconds": 20})],
+                        devices=[DeviceSpec("patrol", "site", {"leg_s": 0.5, "max_leg_s": 20})],
                         actions=[Action(at=4.0, do="unplug", device="site", params={"reader": 3}),
                                  Action(at=6.0, do="replug", device="site", params={"reader": 3})])
     sub = Subscriber(broker.host, broker.port, "anfang/v1/sim/gw1/event/patrol/#")

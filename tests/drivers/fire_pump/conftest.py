@@ -13,7 +13,7 @@ from sim.base import SimWorld
 from sim.fire_pump import FirePumpSim
 from drivers.fire_pump import FirePumpDriver
 
-FAST = {"period_s": 0.1, "timeout_s": 0.2, "retries": 0, "comm_loss_after": 3, "telemetry_period_s": 1.0}
+FAST = {"poll_s": 0.1, "timeout_s": 0.2, "retries": 0, "comm_loss_after": 3, "telemetry_s": 1.0}
 
 
 class Rig:

@@ -49,7 +49,7 @@ name = "d"
 transport = "rtu"
 serial_port = "/dev/ttyUSB1"
 unit = 2
-baudrate = 19200
+baud = 19200
 [[fire_pump]]
 name = "a"
 host = "10.0.0.2"
@@ -63,7 +63,7 @@ allow = true
     assert "fire_pump[1].unit: must be at most 247" in text
     assert "fire_pump[1].map: unknown map 'nope'" in text
     assert "fire_pump[3].unit: unit 2 on /dev/ttyUSB1 is already panel 'c'" in text
-    assert "fire_pump[3].baudrate: serial settings differ" in text
+    assert "fire_pump[3].baud: serial settings differ" in text
     assert "fire_pump[4].write[0].allow: unknown key" in text
 
 

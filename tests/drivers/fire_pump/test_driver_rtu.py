@@ -49,8 +49,8 @@ def test_diesel_weekly_run_and_not_in_auto(rig):
 
 
 def test_dead_panel_beside_a_live_one_on_one_bus(rig):
-    live = rig.sim("live", transport="rtu", unit=1, map="electric", period_s=0.2, timeout_s=0.3)
-    dead = rig.sim("dead", transport="rtu", unit=2, map="electric", period_s=0.5, timeout_s=0.3)
+    live = rig.sim("live", transport="rtu", unit=1, map="electric", poll_s=0.2, timeout_s=0.3)
+    dead = rig.sim("dead", transport="rtu", unit=2, map="electric", poll_s=0.5, timeout_s=0.3)
     ctx = rig.start()
     wait_for(ok(rig, "live"), what="live panel polled")
     dead.act("panel_offline", {})
@@ -108,7 +108,7 @@ def test_missing_serial_port_is_comm_loss_and_the_driver_keeps_trying(make_ctx, 
     problems = Problems()
     cfg = FirePumpDriver.parse_config({"fire_pump": [{
         "name": "p1", "transport": "rtu", "serial_port": str(tmp_path / "ttyUSB9"), "map": "generic",
-        "period_s": 0.1, "timeout_s": 0.1, "retries": 0, "comm_loss_after": 2}]}, problems, tmp_path)
+        "poll_s": 0.1, "timeout_s": 0.1, "retries": 0, "comm_loss_after": 2}]}, problems, tmp_path)
     assert not problems
     ctx = make_ctx("fire_pump", event_class="fire_pump")
     driver = FirePumpDriver("fire_pump", cfg, ctx)

@@ -68,7 +68,7 @@ starts = ["20:00", "02:00"]
 start_window_minutes = 30
 early_minutes = 10
 two_guards = true
-pair_seconds = 60
+pair_s = 60
 """
 
 
