@@ -443,3 +443,45 @@ def test_time_zone_change_in_config_moves_the_schedule(rigs: Any) -> None:
     assert disarmed.data["source"] == "schedule"
     rig.advance(90 * 60)                                  # 22:00 in Kolkata
     rig.wait("armed", "north-1")
+
+
+# -- committing: one engine step, one transaction, off the engine lock -------------------
+
+def test_what_one_engine_step_returns_is_committed_together_in_its_order(rigs: Any) -> None:
+    rig = rigs([detector("north-1", 17, 27)])
+    rig.wait("disarmed", "north-1")
+    rig.open("north-1")                                   # interrupted while disarmed: no event yet
+    rig.advance(1)
+    commits = rig.ctx.store.commits
+    rig.driver.commands()["arm"]({"zones": ["north-1"]})  # arming an interrupted zone: armed, then alarm
+    armed, alarm = rig.wait("armed", "north-1"), rig.wait("alarm", "north-1")
+    assert rig.ctx.store.commits == commits + 1, "one step's events are one transaction (one fsync)"
+    assert alarm.seq == armed.seq + 1
+
+
+def test_a_slow_commit_does_not_stop_other_zones_being_debounced(rigs: Any) -> None:
+    import threading
+
+    rig = rigs([detector("north-1", 17, 27, **ALWAYS), detector("north-2", 22, 23, **ALWAYS)])
+    rig.wait("armed", "north-2")
+    real, entered, disk = rig.ctx.emit_many, threading.Event(), threading.Event()
+
+    def slow_disk(emissions: Any) -> Any:                  # an SD card taking its time over one fsync
+        entered.set()
+        disk.wait(10)
+        return real(emissions)
+
+    rig.ctx.emit_many = slow_disk
+    try:
+        rig.open("north-1")
+        rig.advance(0.1)
+        wait_until(entered.is_set, message="north-1's alarm being committed")
+        rig.open("north-2")
+        rig.advance(0.1)
+        wait_until(lambda: "alarm" in rig.driver.health().devices.get("north-2", ""),
+                   message="north-2 debounced and in alarm while north-1's commit hangs")
+        assert "alarm" not in rig.types()
+    finally:
+        disk.set()
+    rig.wait("alarm", "north-2")
+    assert [e.device for e in rig.ctx.events("alarm")] == ["north-1", "north-2"]

@@ -96,3 +96,19 @@ host = "10.0.0.1"
 map = "maps/acme.toml"
 ''', tmp_path)
     assert problems == [] and cfg.panels[0].regmap.name == "acme"
+
+
+def test_old_key_spellings_are_refused_naming_the_new_key():
+    _, problems = parse('''
+[[fire_pump]]
+name = "a"
+transport = "rtu"
+serial_port = "/dev/ttyUSB0"
+baudrate = 19200
+period_s = 2.0
+telemetry_period_s = 30.0
+map = "electric"
+''')
+    assert problems == ["fire_pump[0].baudrate: renamed: use 'baud' instead",
+                        "fire_pump[0].period_s: renamed: use 'poll_s' instead",
+                        "fire_pump[0].telemetry_period_s: renamed: use 'telemetry_s' instead"]

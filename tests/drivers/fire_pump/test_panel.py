@@ -175,3 +175,17 @@ def test_weekly_run_goes_to_compliance(tmp_path):
     assert rec["kind"] == "weekly" and rec["meets_minimum"] is True and rec["run_s"] == 601.0
     assert rec["start_pressure"] == 7.0 and rec["time_to_running_s"] == 1.0
     assert rec["discharge_pressure"] == 9.5 and rec["suction_pressure"] == 1.2
+
+
+def test_what_one_poll_finds_is_emissions_of_this_panel_in_order(tmp_path):
+    """The monitor's and compliance's events are `Emission`s the driver commits as one `emit_many`."""
+    from gateway.driver import Emission
+
+    comp = Compliance("pump-1", ComplianceSettings("electric", min_run_s=1.0), tmp_path, T0)
+    f = Feed(compliance=comp)
+    f.poll()
+    f.poll(pump_running=True, start_cause="manual", mode="manual")
+    ev = f.poll(dt=5, pump_running=False, mode="auto", phase_loss=True)
+    assert types(ev) == ["not_in_auto_restore", "phase_loss", "pump_stopped", "test_run"]
+    assert all(isinstance(e, Emission) and e.device == "pump-1" and e.ts == T0 + timedelta(seconds=7)
+               for e in ev)
