@@ -43,9 +43,9 @@ def refuse_renamed(section: Section, renamed: Mapping[str, str]) -> None:
 
 @dataclass(frozen=True)
 class SupervisorConfig:
-    watch_interval: float = 1.0
-    restart_backoff_min: float = 1.0
-    restart_backoff_max: float = 60.0
+    watch_interval: float = 1.0         # [supervisor] watch_interval_s
+    restart_backoff_min: float = 1.0    # restart_backoff_min_s
+    restart_backoff_max: float = 60.0   # restart_backoff_max_s
 
 
 @dataclass(frozen=True)

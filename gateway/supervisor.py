@@ -6,7 +6,7 @@ thread); the event store has one writer thread; commands one worker thread.
 The MQTT connection (the forwarder) runs in a child process of its own
 (`gateway.uplink`, one Python core more: see there why), or with
 `[mqtt] process = false` in one thread of this process. The supervisor's own loop
-runs in the caller's thread (`run`), waking every `watch_interval` seconds.
+runs in the caller's thread (`run`), waking every `watch_interval_s` seconds.
 Threads hand work to each other through the store (durable) or small
 thread-safe queues; nothing is shared without a lock. Threads were chosen over
 asyncio because the device libraries (gpiozero callbacks, pyserial, SQLite)
@@ -15,8 +15,8 @@ are blocking, and a stuck driver must not be able to stall the others.
 Watching: a driver whose health says `fault`, or which has not called
 `progress()` for its `stall_timeout`, is reported as a `gateway/driver_fault`
 event, stopped, and started again as a new instance after a backoff (doubling
-from `restart_backoff_min` to `restart_backoff_max`); the other drivers are
-not touched. Under systemd, `WATCHDOG=1` is sent only while the forwarder and
+from `restart_backoff_min_s` to `restart_backoff_max_s`, `gateway.backoff`);
+the other drivers are not touched. Under systemd, `WATCHDOG=1` is sent only while the forwarder and
 every driver show progress (or are waiting out a restart backoff), and a
 one-line `STATUS=` says how the gateway is doing.
 """
