@@ -16,9 +16,9 @@ Watching: a driver whose health says `fault`, or which has not called
 `progress()` for its `stall_timeout`, is reported as a `gateway/driver_fault`
 event, stopped, and started again as a new instance after a backoff (doubling
 from `restart_backoff_min_s` to `restart_backoff_max_s`, `gateway.backoff`);
-the other drivers are not touched. Under systemd, `WATCHDOG=1` is sent only while the forwarder and
-every driver show progress (or are waiting out a restart backoff), and a
-one-line `STATUS=` says how the gateway is doing.
+the other drivers are not touched. Under systemd, `WATCHDOG=1` is sent only
+while the forwarder and every driver show progress (or are waiting out a
+restart backoff), and a one-line `STATUS=` says how the gateway is doing.
 """
 
 from __future__ import annotations
