@@ -293,7 +293,7 @@ class PatrolSim(SimDevice):
             else:
                 link = self.folder / f"usb-sim_{rtype}_{rname}-if00-port0"
                 self.ptys[rname] = PtyDevice(link)
-                entry: dict[str, Any] = {"name": rname, "type": rtype, "port": str(link)}
+                entry: dict[str, Any] = {"name": rname, "type": rtype, "serial_port": str(link)}
                 if rtype == "pn532":
                     entry["poll_ms"] = 100
                 readers.append(entry)

@@ -86,7 +86,7 @@ plan = "plan.toml"
 [[patrol]]
 name = "r-gate"
 type = "em4100"
-port = "/dev/serial/by-id/usb-rdm6300-if00-port0"
+serial_port = "/dev/serial/by-id/usb-rdm6300-if00-port0"
 """)
     assert main(["patrol-report", "--config", str(cfg), "--date", "2026-11-23", "--json"]) == 0
     g = json.loads(capsys.readouterr().out)["routes"]["grounds"]

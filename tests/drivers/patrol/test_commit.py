@@ -29,7 +29,7 @@ def _driver(tmp_path: Path, make_ctx, link: Path, clock: ManualClock) -> PatrolD
         registry = registry.replace(f'reader = "{name}"', f'tag = "TAG-{name}"')
     reg, plan = write_plan(tmp_path, registry=registry)
     problems = Problems()
-    cfg = PatrolDriver.parse_config({"patrol": [{"name": "r-gate", "type": "em4100", "port": str(link)}],
+    cfg = PatrolDriver.parse_config({"patrol": [{"name": "r-gate", "type": "em4100", "serial_port": str(link)}],
                                      "patrol_plan": {"registry": str(reg), "plan": str(plan)}},
                                     problems, tmp_path)
     assert not problems, [str(p) for p in problems.items]
@@ -73,3 +73,13 @@ def test_old_key_spellings_are_refused_naming_the_new_key(tmp_path) -> None:
     assert "patrol_plan.dedup_seconds: renamed: use 'dedup_s' instead" in text
     assert "patrol_plan.clock_step_tolerance_seconds: renamed: use 'clock_step_tolerance_s' instead" in text
     assert "patrol_plan.plan(plan.toml).schedule[1].pair_seconds: renamed: use 'pair_s' instead" in text
+
+
+def test_a_reader_port_is_a_serial_port_as_for_a_fire_pump(tmp_path) -> None:
+    reg, plan = write_plan(tmp_path)
+    problems = Problems()
+    PatrolDriver.parse_config({"patrol": [{"name": "r-gate", "type": "em4100", "port": "/dev/ttyUSB0"}],
+                               "patrol_plan": {"registry": str(reg), "plan": str(plan)}}, problems, tmp_path)
+    text = [str(p) for p in problems.items]
+    assert "patrol[0].port: renamed: use 'serial_port' instead" in text
+    assert "patrol[0].serial_port: is required" in text

@@ -55,7 +55,7 @@ def pty_device(tmp_path):
 
 
 def test_em4100_reads_on_a_pty_are_one_checkin_each(tmp_path, make_ctx, pty_device):
-    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}])
+    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "serial_port": str(pty_device.link)}])
     drv.start()
     try:
         reader_up(drv, "r-gate")
@@ -81,7 +81,7 @@ def test_em4100_reads_on_a_pty_are_one_checkin_each(tmp_path, make_ctx, pty_devi
 
 
 def test_unplugged_reader_is_a_fault_and_comes_back(tmp_path, make_ctx, pty_device):
-    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}])
+    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "serial_port": str(pty_device.link)}])
     drv.start()
     try:
         reader_up(drv, "r-gate")
@@ -106,8 +106,8 @@ def test_unplugged_reader_is_a_fault_and_comes_back(tmp_path, make_ctx, pty_devi
 
 def test_reader_missing_at_start_is_reported_and_others_keep_working(tmp_path, make_ctx, pty_device):
     drv = make_driver(tmp_path, make_ctx, [
-        {"name": "r-tower", "type": "em4100", "port": str(tmp_path / "not-plugged-in")},
-        {"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}])
+        {"name": "r-tower", "type": "em4100", "serial_port": str(tmp_path / "not-plugged-in")},
+        {"name": "r-gate", "type": "em4100", "serial_port": str(pty_device.link)}])
     drv.start()
     try:
         fault = drv.ctx.wait_event("reader_fault")
@@ -150,7 +150,7 @@ def test_pn532_polling_on_a_pty(tmp_path, make_ctx, pty_device):
     halt = threading.Event()
     sim = Pn532Sim(pty_device, SimWorld(tmp_path), corrupt=0.0, halt=halt)
     sim.start()
-    drv = make_driver(tmp_path, make_ctx, [{"name": "r-tower", "type": "pn532", "port": str(pty_device.link),
+    drv = make_driver(tmp_path, make_ctx, [{"name": "r-tower", "type": "pn532", "serial_port": str(pty_device.link),
                                             "poll_ms": 50}], registry=reg)
     drv.start()
     try:
@@ -170,7 +170,7 @@ def test_pn532_polling_on_a_pty(tmp_path, make_ctx, pty_device):
 
 def test_daily_report_once_a_day(tmp_path, make_ctx, pty_device):
     clock = ManualClock(local(2026, 11, 23, 8, 0).astimezone(timezone.utc))
-    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}],
+    drv = make_driver(tmp_path, make_ctx, [{"name": "r-gate", "type": "em4100", "serial_port": str(pty_device.link)}],
                       clock=clock)
     drv.start()
     try:
@@ -197,7 +197,7 @@ def test_daily_report_once_a_day(tmp_path, make_ctx, pty_device):
 
 def test_config_problems_name_their_keys(tmp_path):
     reg, plan = write_plan(tmp_path)
-    raw = {"patrol": [{"name": "r-gate", "type": "rfid", "port": "/dev/ttyUSB0"},
+    raw = {"patrol": [{"name": "r-gate", "type": "rfid", "serial_port": "/dev/ttyUSB0"},
                       {"name": "r-gate", "type": "wiegand", "d0": 5, "d1": 5, "debounce": 1}],
            "patrol_plan": {"registry": str(reg), "plan": "missing.toml", "retention_days": 0}}
     problems = Problems()
@@ -241,7 +241,7 @@ def test_plan_problems_name_file_and_key(tmp_path):
 
 def test_a_restarted_driver_carries_on_the_round_in_progress(tmp_path, make_ctx, pty_device):
     clock = ManualClock(local(2026, 11, 23, 8, 0).astimezone(timezone.utc))
-    readers = [{"name": "r-gate", "type": "em4100", "port": str(pty_device.link)}]
+    readers = [{"name": "r-gate", "type": "em4100", "serial_port": str(pty_device.link)}]
     first = make_driver(tmp_path, make_ctx, readers, clock=clock)
     first.start()
     try:
