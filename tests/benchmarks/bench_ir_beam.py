@@ -49,13 +49,13 @@ class TimedContext(GatewayContext):
         self.committed: list[tuple[str, str, float]] = []    # (device, type, monotonic at commit)
         self.cond = threading.Condition()
 
-    def emit(self, device: str, type: str, severity: str, data: Any = None, ts: Any = None, cls: Any = None):  # type: ignore[override]
-        ev = super().emit(device, type, severity, data, ts=ts, cls=cls)
+    def emit_many(self, emissions: Any) -> Any:  # type: ignore[override]
+        evs = super().emit_many(emissions)
         t = time.monotonic()
         with self.cond:
-            self.committed.append((device, type, t))
+            self.committed.extend((e.device, e.type, t) for e in evs)
             self.cond.notify_all()
-        return ev
+        return evs
 
     def wait_for(self, n: int, timeout: float = 5.0) -> None:
         with self.cond:
