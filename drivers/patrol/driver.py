@@ -50,7 +50,6 @@ from drivers.patrol.report import report_data, report_from_log
 READER_TYPES = ("em4100", "pn532", "wiegand")
 PLAN_KEY = "patrol_plan"
 # Old spellings of [patrol_plan] keys (durations in seconds end in `_s`): refused, naming the new key.
-# A reader's serial device is `serial_port`, as for a fire pump panel on RS-485 (its `port` is TCP).
 RENAMED_PLAN_KEYS = {"dedup_seconds": "dedup_s", "clock_step_tolerance_seconds": "clock_step_tolerance_s"}
 _TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
@@ -107,7 +106,7 @@ def parse_patrol_config(raw: Mapping[str, Any], problems: Problems, base_dir: Pa
             baud = s.int("baud", 115200 if kind == "pn532" else 9600, min=1200, max=921600)
             poll = s.float("poll_ms", 200.0, min=20.0, max=10000.0) if kind == "pn532" else 200.0
             readers.append(ReaderConfig(name, kind, port=port, baud=baud, poll_ms=poll))
-            s.renamed("port", "serial_port")
+            s.renamed("port", "serial_port")   # as for a fire pump on RS-485, where `port` is TCP
         s.finish()
 
     ps = Section(raw.get(PLAN_KEY), PLAN_KEY, problems, base_dir)
