@@ -162,30 +162,46 @@ def test_seq_continues_after_every_event_was_acknowledged(tmp_path: Path) -> Non
     store.close()
 
 
+class HeldStore(EventStore):
+    """A store whose writer can be held inside a commit, as a slow disk would hold it."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.hold = threading.Event()       # set: the next commits wait until `release` is set
+        self.held = threading.Event()       # a commit is being held
+        self.release = threading.Event()
+        super().__init__(*args, **kwargs)   # type: ignore[arg-type]
+
+    def _commit(self, batch, acks):         # type: ignore[no-untyped-def]
+        if self.hold.is_set():
+            self.held.set()
+            self.release.wait(30)
+        return super()._commit(batch, acks)
+
+
 def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_path: Path) -> None:
     """Callers of one commit are woken in a chain; Ctrl-C in one of them must not break it."""
     import signal
 
     from tests.helpers import wait_until
 
-    store = open_store(tmp_path / "e.db")
+    store = HeldStore(tmp_path / "e.db", site="s1", gateway="gw1")
     main = threading.main_thread().ident
     assert threading.get_ident() == main, "the interrupt goes to the main thread"
-    store._db_lock.acquire()                      # hold the writer inside its first commit
+    store.hold.set()                              # hold the writer inside its first commit
     first = threading.Thread(target=store.append, args=(draft(0),))
     first.start()
-    wait_until(lambda: not store._queue, 5, message="the writer to take the first event")
+    assert store.held.wait(5), "the writer took the first event"
     done: list[int] = []
 
     def later(i: int) -> None:
         done.append(store.append(draft(i)).seq)
 
     def conductor() -> None:
-        wait_until(lambda: len(store._queue) == 1, 5, message="the main thread's event queued")
+        wait_until(lambda: store.pending == 1, 5, message="the main thread's event queued")
         others = [threading.Thread(target=later, args=(i,)) for i in (2, 3)]
         for t in others:
             t.start()
-        wait_until(lambda: len(store._queue) == 3, 5, message="two more callers queued behind it")
+        wait_until(lambda: store.pending == 3, 5, message="two more callers queued behind it")
         signal.pthread_kill(main, signal.SIGINT)  # the main thread is parked in its wait
 
     helper = threading.Thread(target=conductor)
@@ -194,7 +210,8 @@ def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_pa
         try:
             store.append(draft(1))
         finally:
-            store._db_lock.release()              # the commits go ahead only once it was interrupted
+            store.hold.clear()
+            store.release.set()                   # the commits go ahead only once it was interrupted
     helper.join(10)
     first.join(10)
     wait_until(lambda: len(done) == 2, 5, message="the callers after the interrupted one to return")
@@ -222,10 +239,13 @@ def test_an_event_that_cannot_be_serialised_fails_alone_and_the_store_goes_on(tm
 
 def test_when_the_seq_reservation_cannot_be_written_events_still_go_in_and_the_error_shows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.store as store_module
-    monkeypatch.setattr(store_module, "RESERVE_BLOCK", 5)
+    import os
+
+    import gateway.store.seqreserve as seqreserve
+    monkeypatch.setattr(seqreserve, "RESERVE_BLOCK", 5)
     store = open_store(tmp_path / "e.db")
-    blocker = store._reserve_path.with_suffix(".tmp")
+    reserve = tmp_path / "e.db" / "events.db.seq-reserve"
+    blocker = reserve.with_name(f".{reserve.name}.tmp{os.getpid()}")
     blocker.mkdir()                                  # the side file's temporary name is taken: writing fails
     events = [store.append(draft(i)) for i in range(12)]
     assert [e.seq for e in events] == list(range(1, 13)), "events are committed all the same"
@@ -233,7 +253,7 @@ def test_when_the_seq_reservation_cannot_be_written_events_still_go_in_and_the_e
     blocker.rmdir()
     store.append(draft(99))
     assert store.last_error == "", "the next reservation succeeds and the error clears"
-    assert int(store._reserve_path.read_text()) >= 13
+    assert int(reserve.read_text()) >= 13
     store.close()
 
 
