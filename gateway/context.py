@@ -42,10 +42,15 @@ class GatewayContext:
         return self.store.append(draft)
 
     def emit_many(self, emissions: Sequence[Emission]) -> list[Event]:
+        return self.store.append_many(self._drafts(emissions))
+
+    def submit(self, emissions: Sequence[Emission]) -> None:
+        self.store.submit_many(self._drafts(emissions))
+
+    def _drafts(self, emissions: Sequence[Emission]) -> list[EventDraft]:
         now = self.clock.now()
-        return self.store.append_many([
-            EventDraft(cls=e.cls or self.event_class, device=e.device, type=e.type, severity=e.severity,
-                       ts=e.ts or now, data=dict(e.data or {})) for e in emissions])
+        return [EventDraft(cls=e.cls or self.event_class, device=e.device, type=e.type, severity=e.severity,
+                           ts=e.ts or now, data=dict(e.data or {})) for e in emissions]
 
     def telemetry(self, device: str, values: Mapping[str, Any], ts: datetime | None = None,
                   cls: str | None = None) -> None:

@@ -91,6 +91,19 @@ class DriverContext(Protocol):
         events are never split by a crash. Blocks until on disk, like `emit`.
         """
 
+    def submit(self, emissions: Sequence[Emission]) -> None:
+        """Hand events over to be committed, in the given order, without waiting for the disk.
+
+        For a source that need not hold anything until its events are durable (a
+        counter, a feed, a flood of readings): the call returns at once and the
+        next group commit takes the events, gives them their seq (dense, in
+        order) and only then can they be published. A power cut before that
+        commit loses them (at most the events queued and the commit in progress;
+        see docs/faults.md). Blocks only when the store's queue is full, so a
+        source faster than the disk is slowed down, not buffered without bound.
+        Data that cannot be serialised raises `TypeError` here; nothing is queued.
+        """
+
     def telemetry(self, device: str, values: Mapping[str, Any], ts: datetime | None = None,
                   cls: str | None = None) -> None:
         """Offer readings to the telemetry lane: latest value wins, never blocks."""

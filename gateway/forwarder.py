@@ -37,7 +37,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -49,13 +49,41 @@ from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
 from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
 from gateway.mqttconfig import MqttConfig
-from gateway.store import EventStore, StoredEvent
+from gateway.store import StoredEvent
 
 log = logging.getLogger(__name__)
 
 TURN_SECONDS = 0.2
 READ_AHEAD = 1000    # events read from the store at once
 RESERVED_SLOTS = 4   # of the broker's Receive Maximum, kept for status, health, evidence, replies
+
+
+class EventSource(Protocol):
+    """Where the forwarder takes events from: committed events, in seq order.
+
+    The gateway's `EventStore` is one (the forwarder in a thread); the uplink
+    process's `StoreFollower`, reading the same file, is the other.
+    """
+
+    generation: int     # goes up after each commit that added events
+
+    def read_after(self, seq: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` committed events with seq greater than `seq`, in seq order."""
+
+    def add_listener(self, on_commit: Callable[[], None]) -> None:
+        """Have `on_commit()` called after each commit that added events (it only pokes)."""
+
+    def ack(self, seqs: list[int]) -> None:
+        """The broker acknowledged these events: they may leave the store."""
+
+
+class _Flight:
+    """What one session has published and awaits a PUBACK for."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, int] = {}     # mid -> seq, in publish (= seq) order
+        self.evidence_mid: int | None = None
+        self.evidence_item: EvidenceItem | None = None
 
 
 class _Session:
@@ -110,14 +138,14 @@ class _Waker:
 class Forwarder:
     """Drains the event store to the broker; see the module docstring."""
 
-    def __init__(self, cfg: MqttConfig, prefix: str, store: EventStore, telemetry: TelemetryLane,
+    def __init__(self, cfg: MqttConfig, prefix: str, source: EventSource, telemetry: TelemetryLane,
                  evidence: EvidenceSpool, *, site: str, gateway: str,
                  health: Callable[[], dict[str, Any]] | None = None,
                  on_command: Callable[[IncomingCommand], None] | None = None,
                  clock: Clock | None = None, rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.prefix = prefix
-        self.store = store
+        self.source = source
         self.telemetry = telemetry
         self.evidence = evidence
         self.site = site
@@ -137,7 +165,7 @@ class Forwarder:
         self._logged_error = ""
         self._waiting = False
         self._refusal_streak = 0     # sessions in a row that ended with a refused event
-        store.add_listener(self._on_commit)
+        source.add_listener(self._on_commit)
 
     # -- life cycle ------------------------------------------------------
     def start(self) -> None:
@@ -381,48 +409,22 @@ class Forwarder:
         client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
         if self.on_command is not None:
             client.subscribe(self._topic("cmd/+"), qos=1)
-        inflight: dict[int, int] = {}            # mid -> seq, in publish (= seq) order
+        flight = _Flight()
         ahead: collections.deque[StoredEvent] = collections.deque()   # read from the store, not yet sent
         fetched_upto = 0
         seen_generation = -1
-        evidence_mid: int | None = None
-        evidence_item: EvidenceItem | None = None
         self._next_health = 0.0
         try:
             while not self._stop.is_set() and not sess.lost:
                 self.last_progress = self.clock.monotonic()
                 # 1. acknowledgements
-                acked: list[int] = []
-                while sess.pubacks:
-                    mid, rc = sess.pubacks.popleft()
-                    seq = inflight.pop(mid, None)
-                    if seq is not None:
-                        if getattr(rc, "is_failure", False):
-                            # Never drop a refused event: it stays buffered, the session ends
-                            # (mosquitto closes it anyway) and reconnects back off until the
-                            # broker's ACL or credentials are fixed. Nothing is lost meanwhile.
-                            self._refused(seq, rc, sess)
-                            return
-                        acked.append(seq)
-                    elif mid == evidence_mid and evidence_item is not None:
-                        if getattr(rc, "is_failure", False):
-                            self._note_error(f"broker refused evidence {evidence_item.name}: {rc}")
-                        self.evidence.done(evidence_item)
-                        self.stats.evidence_sent += 1
-                        evidence_mid, evidence_item = None, None
-                    elif getattr(rc, "is_failure", False):      # status, health, a reply
-                        self.stats.rejected += 1
-                        self._note_error(f"broker refused a publish: {rc} (check its ACL)")
-                if acked:
-                    self._refusal_streak = 0
-                    self.store.ack(acked)
-                    self.stats.acked += len(acked)
-                    self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
+                if not self._take_pubacks(sess, flight):
+                    return
                 # 2. events, in seq order, within the window
-                room = sess.window - len(inflight)
+                room = sess.window - len(flight.events)
                 if room > 0 and len(ahead) < room:
-                    seen_generation = self.store.generation
-                    more = self.store.read_after(fetched_upto, max(READ_AHEAD, room))
+                    seen_generation = self.source.generation
+                    more = self.source.read_after(fetched_upto, max(READ_AHEAD, room))
                     if more:
                         ahead.extend(more)
                         fetched_upto = more[-1].seq
@@ -433,7 +435,7 @@ class Forwarder:
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         sess.disconnect_reason = f"publish failed: {mqtt.error_string(info.rc)}"
                         return
-                    inflight[info.mid] = ev.seq
+                    flight.events[info.mid] = ev.seq
                     sent += 1
                 self.stats.published += sent
                 backlog = bool(ahead) or room - sent <= 0
@@ -443,12 +445,11 @@ class Forwarder:
                                    reading.payload(self.site, self.gateway), qos=self.cfg.telemetry_qos)
                     self.stats.telemetry_sent += 1
                 # 4. evidence, only when no event waits
-                if evidence_mid is None and not inflight and not backlog:
-                    evidence_item = self.evidence.next()
-                    if evidence_item is not None:
-                        evidence_mid = self._publish_evidence(client, evidence_item)
-                        if evidence_mid is None:
-                            evidence_item = None
+                if flight.evidence_mid is None and not flight.events and not backlog:
+                    item = self.evidence.next()
+                    if item is not None:
+                        flight.evidence_mid = self._publish_evidence(client, item)
+                        flight.evidence_item = item if flight.evidence_mid is not None else None
                 self._send_replies(client)
                 # 5. health
                 now = self.clock.monotonic()
@@ -461,25 +462,50 @@ class Forwarder:
                 # wakes us with PUBACKs), or nothing is ahead and no commit happened since
                 # the last read (the store bumps `generation`, then pokes us if waiting).
                 self._waiting = True    # set before the check: a commit after it will poke us
-                idle = (sess.window - len(inflight) <= 0
-                        or (not ahead and self.store.generation == seen_generation))
+                idle = (sess.window - len(flight.events) <= 0
+                        or (not ahead and self.source.generation == seen_generation))
                 busy = sess.pubacks or self._replies or sess.lost or self._stop.is_set()
                 self._pump(sess, TURN_SECONDS if idle and not busy else 0)
                 self._waiting = False
         finally:
-            # resume at the oldest event not acknowledged
-            while sess.pubacks:
-                mid, rc = sess.pubacks.popleft()
-                seq = inflight.pop(mid, None)
-                if seq is not None:
-                    if getattr(rc, "is_failure", False):   # mosquitto drops the link right after a refusal
-                        self._refused(seq, rc, sess)
-                        break      # this and every later event stay buffered, to be sent again in order
-                    self.store.ack([seq])
-                    self.stats.acked += 1
-                elif getattr(rc, "is_failure", False):
-                    self.stats.rejected += 1
-                    self._note_error(f"broker refused a publish: {rc} (check its ACL)")
+            # the PUBACKs that came with the last turn; then resume at the oldest event not acknowledged
+            self._take_pubacks(sess, flight)
+
+    def _take_pubacks(self, sess: _Session, flight: _Flight) -> bool:
+        """Handle the PUBACKs received so far; False if the broker refused an event.
+
+        Never drop a refused event: it stays buffered, the session ends (mosquitto
+        closes it anyway) and reconnects back off until the broker's ACL or
+        credentials are fixed. Nothing is lost meanwhile: it and every later event
+        not yet acknowledged are sent again, in order, on the next connection.
+        """
+        acked: list[int] = []
+        refused = False
+        while sess.pubacks and not refused:
+            mid, rc = sess.pubacks.popleft()
+            failed = getattr(rc, "is_failure", False)
+            seq = flight.events.pop(mid, None)
+            if seq is not None:
+                if failed:
+                    self._refused(seq, rc, sess)
+                    refused = True
+                else:
+                    acked.append(seq)
+            elif mid == flight.evidence_mid and flight.evidence_item is not None:
+                if failed:
+                    self._note_error(f"broker refused evidence {flight.evidence_item.name}: {rc}")
+                self.evidence.done(flight.evidence_item)
+                self.stats.evidence_sent += 1
+                flight.evidence_mid, flight.evidence_item = None, None
+            elif failed:      # status, health, a reply
+                self.stats.rejected += 1
+                self._note_error(f"broker refused a publish: {rc} (check its ACL)")
+        if acked:
+            self._refusal_streak = 0
+            self.source.ack(acked)
+            self.stats.acked += len(acked)
+            self.stats.last_seq_acked = max(self.stats.last_seq_acked, max(acked))
+        return not refused
 
     def _refused(self, seq: int, rc: Any, sess: _Session) -> None:
         self.stats.rejected += 1

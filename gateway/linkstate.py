@@ -1,4 +1,4 @@
-"""What the forwarder reports and hands on: its counters, incoming commands, reconnect backoff.
+"""The broker link as the gateway sees it: the interface, its counters, incoming commands, reconnect backoff.
 
 The backoff itself is `gateway.backoff.backoff_delay` (the one every part of
 the gateway uses), re-exported here for the forwarder and the uplink.
@@ -10,7 +10,7 @@ connection runs in the uplink process, needs neither paho nor ssl.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.backoff import backoff_delay
 
@@ -32,6 +32,30 @@ class ForwarderStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "connected_since"}
+
+
+class BrokerLink(Protocol):
+    """What the supervisor runs and watches as the broker connection: the forwarder in a
+    thread (`gateway.forwarder.Forwarder`) or in the uplink process (`gateway.uplink.Uplink`)."""
+
+    stats: ForwarderStats
+    last_progress: float        # the clock's monotonic time of the link's last turn (for the watchdog)
+
+    @property
+    def alive(self) -> bool:
+        """The thread or process still runs."""
+
+    def start(self) -> None:
+        """Connect and forward, in a thread or process of its own; returns at once."""
+
+    def stop(self, timeout: float = ...) -> None:
+        """Publish `offline`, disconnect cleanly, and stop."""
+
+    def health_soon(self) -> None:
+        """Publish `health` at the next turn."""
+
+    def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> bool:
+        """Queue a command reply (QoS 1); False if not connected."""
 
 
 @dataclass

@@ -38,6 +38,7 @@ from gateway.context import GatewayContext
 from gateway.driver import Driver
 from gateway.events import EventDraft
 from gateway.lanes import EvidenceSpool, TelemetryLane
+from gateway.linkstate import BrokerLink
 from gateway.sdnotify import SdNotifier
 from gateway.store import EventStore, StoreUnavailable
 from gateway.uplink import Uplink
@@ -77,7 +78,7 @@ class Supervisor:
         self.resources = dict(resources or {})
         self.slots = [DriverSlot(name, spec.cls, spec.config) for name, spec in config.drivers.items()]
         self.store: EventStore | None = None
-        self.forwarder: Forwarder | Uplink | None = None
+        self.forwarder: BrokerLink | None = None
         self.telemetry = TelemetryLane()
         self.evidence: EvidenceSpool | None = None
         self.commands = CommandRouter(config.topic_prefix)

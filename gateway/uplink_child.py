@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 from gateway.forwarder import Forwarder
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
-from gateway.store import StoredEvent
+from gateway.store import OutboxReader, StoredEvent
 from gateway.uplink import UplinkSpec
 
 ACK_BUNCH = 1000        # acknowledged seqs sent to the gateway process at once at most...
@@ -68,11 +67,11 @@ class _LogToGateway(logging.Handler):
 
 
 class StoreFollower:
-    """The event store as the forwarder sees it, read from the file the gateway process writes."""
+    """The forwarder's `EventSource` in this process: committed events read from the file the
+    gateway process writes, commits learnt from the poke socket, acks sent back on `ctl`."""
 
     def __init__(self, path: str, link: _Link) -> None:
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
-                                   isolation_level=None)
+        self._reader = OutboxReader(path)
         self._link = link
         self._listeners: list[Any] = []
         self._ack_lock = threading.Lock()
@@ -89,9 +88,7 @@ class StoreFollower:
             on_commit()
 
     def read_after(self, seq: int, limit: int) -> list[StoredEvent]:
-        rows = self._db.execute("SELECT seq, topic, payload, severity, created FROM events WHERE seq > ? "
-                                "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-        return [StoredEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return self._reader.read_after(seq, limit)
 
     def ack(self, seqs: list[int]) -> None:
         """Acknowledged seqs go to the gateway process in bunches: each message wakes a

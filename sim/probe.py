@@ -6,7 +6,10 @@ steady ticks for the demo, floods for throughput, and scripted failures
 (`crash`, `stall`) for the supervisor's restart logic.
 
 Config (`[[sim_probe]]`): `name`, `interval` (seconds between ticks; 0 means
-as fast as the store accepts them), `emitters` (threads emitting at once).
+as fast as the store accepts them), `emitters` (threads emitting at once),
+`severity`, `wait` (true: each tick waits until its event is on disk,
+`ctx.emit`; false: it is handed over without waiting, `ctx.submit`, the way a
+source that holds no device can feed the store at full speed).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from gateway.configfile import Problems, Section
-from gateway.driver import CommandRefused, Driver
+from gateway.driver import CommandRefused, Driver, Emission
 from gateway.events import DEVICE_PATTERN
 from gateway.store import StoreUnavailable
 from sim.base import SimDevice
@@ -30,6 +33,7 @@ class ProbeConfig:
     interval: float
     emitters: int
     severity: str
+    wait: bool
 
 
 class ProbeDriver(Driver):
@@ -46,7 +50,8 @@ class ProbeDriver(Driver):
             out.append(ProbeConfig(name=sec.str("name", pattern=DEVICE_PATTERN),
                                    interval=sec.float("interval", 1.0, min=0.0, max=3600.0),
                                    emitters=sec.int("emitters", 1, min=1, max=64),
-                                   severity=sec.str("severity", "info", choices=("info", "warning", "alarm", "critical"))))
+                                   severity=sec.str("severity", "info", choices=("info", "warning", "alarm", "critical")),
+                                   wait=sec.bool("wait", True)))
             sec.finish()
         return out
 
@@ -97,7 +102,10 @@ class ProbeDriver(Driver):
             n = self._counts.get(probe.name, 0) + 1
             self._counts[probe.name] = n
         try:
-            self.ctx.emit(probe.name, "sim_tick", probe.severity, {"n": n})
+            if probe.wait:
+                self.ctx.emit(probe.name, "sim_tick", probe.severity, {"n": n})
+            else:
+                self.ctx.submit([Emission(probe.name, "sim_tick", probe.severity, {"n": n})])
         except StoreUnavailable as exc:
             self.log.error("probe %s: %s", probe.name, exc)
             self._stop.wait(0.5)
@@ -136,7 +144,7 @@ class ProbeSim(SimDevice):
 
     def config(self) -> dict[str, Any]:
         entry = {"name": self.name}
-        for key in ("interval", "emitters", "severity"):
+        for key in ("interval", "emitters", "severity", "wait"):
             if key in self.params:
                 entry[key] = self.params[key]
         return {"sim_probe": [entry]}
