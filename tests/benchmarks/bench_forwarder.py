@@ -8,6 +8,10 @@ Figures (issue 2):
   per `emit()` call from 16 threads; and, for comparison, the forwarder in a thread;
 - latency from emit() to a subscriber's receipt at a steady 200 events/s (p50, p99);
 - draining a backlog of 100,000 events after an outage, against the sustained rate;
+- `anfang sim --scenario flood` end to end (8 probe threads handing events over with
+  `ctx.submit`, the supervisor, the store, the uplink process), in a process of its own
+  against the same broker, and the same with every fsync made 10 ms slow (an SD card)
+  by an LD_PRELOAD shim built here with gcc;
 - idle cost of `anfang run` with no devices (both its processes): CPU share of one
   core and memory (RSS summed, and PSS), against a bare Python interpreter.
 
@@ -16,7 +20,9 @@ Figures (issue 2):
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,7 +63,63 @@ payload with QoS 1 from one thread in the same run.
   microseconds each, and that, not the disk (about 230 us a commit, 16 events a
   commit), sets this rate.
 - forwarder in a thread: the same pipeline with `[mqtt] process = false`.
+- flood: `anfang sim --scenario flood` in a process of its own (the broker is this
+  run's), events PUBACKed per second over a window after a warm-up. Its probes use
+  `ctx.submit`: nothing parks, the group commit takes whatever was handed over
+  while the last fsync ran. With the fsync shim (every fsync and fdatasync 10 ms
+  late, as on an SD card) the rate holds because each commit carries more events
+  (the events-per-commit column of the run shows it).
 """
+
+FLOOD_WARMUP_S = 3.0     # seconds of the flood before the window: start-up, the first connection
+SLOW_FSYNC_MS = 10       # an SD card's fsync: 5 to 20 ms
+
+SLOW_FSYNC_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* fsync and fdatasync made slow on purpose: FSYNC_DELAY_MS milliseconds each, then the real call. */
+static void slow_down(void) {
+    const char *ms = getenv("FSYNC_DELAY_MS");
+    long n = ms ? atol(ms) : 0;
+    if (n > 0) {
+        struct timespec t = { n / 1000, (n % 1000) * 1000000L };
+        while (nanosleep(&t, &t) != 0) {}
+    }
+}
+
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    slow_down();
+    return real(fd);
+}
+
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    slow_down();
+    return real(fd);
+}
+"""
+
+
+def build_slow_fsync_shim(folder: Path) -> Path:
+    """Compile the fsync shim into `folder`; returns the .so for LD_PRELOAD (needs gcc)."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("the slow-fsync shim needs gcc (apt-get install gcc)")
+    src = folder / "slow_fsync.c"
+    lib = folder / "slow_fsync.so"
+    src.write_text(SLOW_FSYNC_SHIM)
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"], check=True)
+    return lib
+
+
+def slow_fsync_env(lib: Path, delay_ms: int) -> dict[str, str]:
+    return {**os.environ, "LD_PRELOAD": str(lib), "FSYNC_DELAY_MS": str(delay_ms)}
 
 
 def sample_payload() -> bytes:
@@ -214,6 +276,48 @@ def backlog_drain(broker: LocalBroker, n: int) -> float:
         return n / dt
 
 
+def flood_in_this_process(host: str, port: int, warmup: float, seconds: float) -> None:
+    """`anfang sim --scenario flood` against the broker at host:port, without printing
+    events; prints one JSON line: events PUBACKed per second over `seconds` after `warmup`."""
+    import logging
+
+    from sim.runner import SimRun
+    from sim.scenario import load_scenario
+
+    logging.basicConfig(level=logging.ERROR)
+    run = SimRun(load_scenario("flood"), broker_url=f"mqtt://{host}:{port}", duration=warmup + seconds + 120,
+                 print_events=False)
+    threading.Thread(target=run.run, name="flood", daemon=True).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sup = run.supervisor
+        if sup is not None and sup.store is not None and sup.forwarder is not None and sup.forwarder.stats.connected:
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("the flood gateway did not connect")
+    store, link = sup.store, sup.forwarder
+    time.sleep(warmup)
+    a0, c0, s0, t0 = link.stats.acked, store.commits, store.last_seq, time.monotonic()
+    time.sleep(seconds)
+    a1, c1, s1, t1 = link.stats.acked, store.commits, store.last_seq, time.monotonic()
+    print(json.dumps({"rate": (a1 - a0) / (t1 - t0), "committed_rate": (s1 - s0) / (t1 - t0),
+                      "events_per_commit": (s1 - s0) / max(1, c1 - c0), "pending_max": store.pending}), flush=True)
+    run.request_stop()
+
+
+def flood_rate(broker: LocalBroker, seconds: float, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run the flood in a process of its own (LD_PRELOAD reaches only a new process)."""
+    code = ("from tests.benchmarks.bench_forwarder import flood_in_this_process as f; "
+            f"f({broker.host!r}, {broker.port}, {FLOOD_WARMUP_S}, {seconds})")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=seconds + 300, cwd=Path(__file__).resolve().parents[2])
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"flood run failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
 def _proc_cpu_and_mem(pid: int) -> tuple[float, float, float]:
     """(CPU seconds, RSS MB, PSS MB) of one process."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -281,12 +385,17 @@ def run(quick: bool = False) -> list[Figure]:
     with LocalBroker() as broker:
         # interleave baseline and ours, three rounds, and take medians: the machine's
         # load changes during a run, and a ratio of two medians is steadier than one pair
-        raws, singles, batched, in_thread = [], [], [], []
-        for _ in range(3):
-            raws.append(raw_paho_rate(broker, n))
-            batched.append(ours_rate(broker, n, emitters=4, batch=50))
-            singles.append(ours_rate(broker, n, emitters=16))
-            in_thread.append(ours_rate(broker, n, emitters=4, batch=50, process=False))
+        raws, singles, batched, in_thread, floods, slow_floods = [], [], [], [], [], []
+        flood_s = 5 if quick else 10
+        with tempfile.TemporaryDirectory() as shim_dir:
+            slow_env = slow_fsync_env(build_slow_fsync_shim(Path(shim_dir)), SLOW_FSYNC_MS)
+            for _ in range(3):
+                raws.append(raw_paho_rate(broker, n))
+                batched.append(ours_rate(broker, n, emitters=4, batch=50))
+                singles.append(ours_rate(broker, n, emitters=16))
+                in_thread.append(ours_rate(broker, n, emitters=4, batch=50, process=False))
+                floods.append(flood_rate(broker, flood_s))
+                slow_floods.append(flood_rate(broker, flood_s, slow_env))
         raw = statistics.median(raws)
         ours = statistics.median(singles)
         ours_b = statistics.median(batched)
@@ -298,6 +407,14 @@ def run(quick: bool = False) -> list[Figure]:
                               ours, "msg/s", raw, base, ">= 0.8 x raw paho", ours / raw >= 0.8))
         figures.append(Figure("store-and-forward, emit_many(50) from 4 threads, forwarder in a thread "
                               "(mqtt.process = false)", ours_t, "msg/s", raw, base))
+        flood = statistics.median(f["rate"] for f in floods)
+        slow = statistics.median(f["rate"] for f in slow_floods)
+        figures.append(Figure("anfang sim --scenario flood end to end (8 threads, ctx.submit), "
+                              f"{statistics.median(f['events_per_commit'] for f in floods):.0f} events/commit",
+                              flood, "msg/s", raw, base, ">= 0.8 x raw paho", flood / raw >= 0.8))
+        figures.append(Figure(f"the same flood, every fsync {SLOW_FSYNC_MS} ms late (LD_PRELOAD shim), "
+                              f"{statistics.median(f['events_per_commit'] for f in slow_floods):.0f} events/commit",
+                              slow, "msg/s", raw, base, ">= 0.8 x raw paho", slow / raw >= 0.8))
         p50, p99, frac = latency(broker, 200, 5 if quick else 20)
         figures.append(Figure("emit -> subscriber latency p50 @200 ev/s", p50, "ms"))
         figures.append(Figure("emit -> subscriber latency p99 @200 ev/s", p99, "ms", target="<= 25 ms",

@@ -269,3 +269,154 @@ def test_large_commits_and_acks_span_several_statements_and_keep_the_books(tmp_p
     reopened = open_store(tmp_path / "e.db")
     assert reopened.count == 1 and reopened.last_seq == 1001
     reopened.close()
+
+
+def test_submitted_events_are_committed_in_order_without_a_gap(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    waited: list[int] = []
+
+    def submitter(k: int) -> None:
+        for i in range(500):
+            store.submit(draft(k * 1000 + i))
+
+    def emitter() -> None:
+        waited.extend(store.append(draft(-i)).seq for i in range(1, 51))
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)] + [threading.Thread(target=emitter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    store.close()                     # commits what was handed over
+    store = open_store(tmp_path)
+    events = store.all_events()
+    assert [e.seq for e in events] == list(range(1, 2051)), "dense seq, in commit order"
+    for k in range(4):                # each submitter's events in the order it handed them over
+        mine = [e.data["i"] for e in events if 0 <= e.data["i"] - k * 1000 < 1000]
+        assert mine == [k * 1000 + i for i in range(500)]
+    assert waited == sorted(waited)
+    store.close()
+
+
+def test_a_submitted_event_is_readable_only_once_committed(tmp_path: Path) -> None:
+    store = HeldStore(tmp_path / "e.db", site="s1", gateway="gw1")
+    store.hold.set()
+    store.submit(draft(1))            # returns at once, although the disk holds the commit
+    assert store.held.wait(5)
+    store.submit(draft(2))
+    assert store.pending == 1, "the second waits for the next commit"
+    assert store.read_after(0, 10) == [], "nothing can be read, so nothing published, before the commit"
+    store.hold.clear()
+    store.release.set()
+    from tests.helpers import wait_until
+    wait_until(lambda: len(store.read_after(0, 10)) == 2, 5, message="both committed")
+    assert [e.seq for e in store.read_after(0, 10)] == [1, 2]
+    store.close()
+
+
+def test_a_submitter_faster_than_the_disk_is_held_back_not_buffered_without_bound(tmp_path: Path) -> None:
+    from gateway.store.groupcommit import SUBMIT_LIMIT
+    from tests.helpers import wait_until
+
+    store = HeldStore(tmp_path / "e.db", site="s1", gateway="gw1")
+    store.hold.set()
+    handed = [0]
+
+    def flood() -> None:
+        for i in range(SUBMIT_LIMIT + 500):
+            store.submit(draft(i))
+            handed[0] += 1
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    wait_until(lambda: store.held.is_set() and store.pending >= SUBMIT_LIMIT, 10,
+               message="the queue to fill while the disk is held")
+    seen = handed[0]
+    assert not store.release.wait(0.3)            # give the submitter time to run on, if it could
+    assert t.is_alive() and handed[0] == seen, "the submitter waits for room"
+    assert store.pending <= SUBMIT_LIMIT
+    store.hold.clear()
+    store.release.set()
+    t.join(10)
+    assert not t.is_alive()
+    store.close()
+    store = EventStore(tmp_path / "e.db", site="s1", gateway="gw1")
+    assert [e.data["i"] for e in store.all_events()] == list(range(SUBMIT_LIMIT + 500))
+    store.close()
+
+
+def test_data_that_cannot_be_serialised_is_refused_by_submit_itself(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    bad = EventDraft(cls="ir_beam", device="d", type="tick", severity="info", ts=CLOCK.now(),
+                     data={"reading": object()})
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        store.submit_many([draft(1), bad])
+    assert store.pending == 0
+    assert store.append(draft(2)).seq == 1, "nothing was queued, no seq used"
+    store.close()
+
+
+def _dropped_report_matches_the_gap(store: EventStore, reason: str) -> None:
+    events = store.all_events()
+    reports = [e for e in events if e.type == "events_dropped"]
+    assert reports and {r.data["reason"] for r in reports} == {reason}
+    named = {s for r in reports for lo, hi in r.data["ranges"] for s in range(lo, hi + 1)}
+    kept = {e.seq for e in events}
+    gone = set(range(1, store.last_seq + 1)) - kept
+    assert gone == named, "the report names exactly the seqs that are gone"
+    if len(reports) == 1:
+        assert reports[0].data["count"] == len(gone)
+    assert all(r.severity == "warning" and r.data["by_severity"] for r in reports)
+
+
+def test_one_report_names_the_dropped_range_for_the_cap(tmp_path: Path) -> None:
+    store = open_store(tmp_path, max_events=200)
+    store.append_many([draft(i, "info") for i in range(150)])
+    store.append_many([draft(i, "alarm", "alarm") for i in range(100)])    # over the cap: one eviction
+    reports = [e for e in store.all_events() if e.type == "events_dropped"]
+    assert len(reports) == 1
+    assert reports[0].data["ranges"][0][0] == 1, "the oldest info events go first"
+    _dropped_report_matches_the_gap(store, "buffer_full")
+    store.close()
+
+
+def test_one_report_names_the_dropped_range_for_a_full_disk(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.append_many([draft(i, "info") for i in range(2000)])
+    store.close()
+    size = (tmp_path / "events.db").stat().st_size
+    store = EventStore(tmp_path / "events.db", site="s1", gateway="gw1", limits=StoreLimits(max_db_bytes=size))
+    for i in range(50):
+        store.append_many([draft(i, "alarm", "alarm") for _ in range(20)])
+    _dropped_report_matches_the_gap(store, "disk_full")
+    store.close()
+
+
+def test_the_slow_fsync_shim_really_delays_fsync(tmp_path: Path) -> None:
+    """The benchmark's stand-in for an SD card: every fsync and fdatasync made late on purpose."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the shim")
+    from tests.benchmarks.bench_forwarder import build_slow_fsync_shim, slow_fsync_env
+
+    lib = build_slow_fsync_shim(tmp_path)
+    code = ("import os, sqlite3, time\n"
+            f"fd = os.open({str(tmp_path / 'f')!r}, os.O_WRONLY | os.O_CREAT)\n"
+            "t = time.perf_counter(); os.fsync(fd); os.fdatasync(fd); a = time.perf_counter() - t\n"
+            f"db = sqlite3.connect({str(tmp_path / 'x.db')!r}, isolation_level=None)\n"
+            "db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=FULL')\n"
+            "db.execute('CREATE TABLE t (x)')\n"
+            "t = time.perf_counter(); db.execute('INSERT INTO t VALUES (1)'); b = time.perf_counter() - t\n"
+            "print(a, b)\n")
+    slow = subprocess.run([sys.executable, "-c", code], env=slow_fsync_env(lib, 60), capture_output=True,
+                          text=True, check=True)
+    two_syncs, commit = map(float, slow.stdout.split())
+    assert two_syncs >= 0.12, "fsync and fdatasync each 60 ms late"
+    assert commit >= 0.06, "a SQLite commit with synchronous=FULL pays it too"
+    os.remove(tmp_path / "x.db")
+    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(fast.stdout.split()[0]) < two_syncs, "without the shim, fsync is not delayed"
