@@ -69,14 +69,17 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
     rng = random.Random(42)
     proc: subprocess.Popen[bytes] | None = None
     try:
+        def starts() -> int:
+            return len({e["id"] for e in sub.events() if e["type"] == "gateway_started"})
         for _round in range(4):
             before = len(sub.received())
+            started_before = starts()
             proc = start_gateway(config)
             # kill at a random instant once this run has forwarded a few hundred events (the
-            # subscriber may still be catching up with the last run: this one must be up too)
+            # subscriber may still be catching up with the last run: this one's start must be seen)
             target = before + rng.randint(200, 2000)
-            wait_until(lambda: (len(sub.received()) >= target and child_pids(proc.pid)) or proc.poll() is not None,
-                       30, message="events from the gateway")
+            wait_until(lambda: (len(sub.received()) >= target and starts() > started_before)
+                       or proc.poll() is not None, 30, message="events from the gateway")
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             uplinks = child_pids(proc.pid)
             assert uplinks, "the broker connection runs in a child process"
@@ -86,8 +89,6 @@ def test_sigkill_during_bursts_never_leaves_a_gap(tmp_path: Path, tmp_path_facto
             # the orphaned uplink process must go at once: it may not outlive the gateway
             wait_until(lambda: not any(process_alive(p) for p in uplinks), 5, message="the uplink process to exit")
         # last run: stop cleanly with SIGTERM
-        def starts() -> int:
-            return len({e["id"] for e in sub.events() if e["type"] == "gateway_started"})
         started_before = starts()
         proc = start_gateway(config)
         # a gateway_started of the last killed run may still be on its way to the subscriber:
