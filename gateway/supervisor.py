@@ -71,12 +71,14 @@ class Supervisor:
     """Owns the gateway's parts; see the module docstring."""
 
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None, notifier: SdNotifier | None = None,
-                 resources: Mapping[str, Any] | None = None) -> None:
+                 resources: Mapping[str, Any] | None = None, store_type: type[EventStore] = EventStore) -> None:
+        """`store_type`: the simulator passes a store on a disk it can fill (`sim.disk`)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.notifier = notifier or SdNotifier.from_env()
         self.resources = dict(resources or {})
         self.slots = [DriverSlot(name, spec.cls, spec.config) for name, spec in config.drivers.items()]
+        self.store_type = store_type
         self.store: EventStore | None = None
         self.forwarder: BrokerLink | None = None
         self.telemetry = TelemetryLane()
@@ -93,7 +95,7 @@ class Supervisor:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.started_mono = self.clock.monotonic()
-        self.store = EventStore(cfg.state_dir / "events.db", site=cfg.site, gateway=cfg.gateway,
+        self.store = self.store_type(cfg.state_dir / "events.db", site=cfg.site, gateway=cfg.gateway,
                                 limits=cfg.store, clock=self.clock)
         self.evidence = EvidenceSpool(cfg.state_dir / "evidence-outbox", cfg.evidence_spool_bytes)
         self.commands.register("gateway", {"ping": self._cmd_ping, "health": lambda _a: self.health()})

@@ -13,7 +13,7 @@ mosquitto; `network_blackhole`, `network_slow`, `network_reset` and
 scenario uses a network action (or `proxy=True`); `clock_step` steps the wall
 clock the supervisor and drivers use (monotonic time untouched); `disk_full`
 caps the event database at its current size plus `headroom_kb`, `disk_ok`
-lifts the cap. Each takes an optional `until` (seconds from start) that undoes
+lifts the cap (the gateway's store is a `sim.disk.FillableDiskStore`). Each takes an optional `until` (seconds from start) that undoes
 it. Device faults are the families' own actions (patrol `unplug`, fire_pump
 `garbage_replies`, camera `freeze`).
 """
@@ -39,6 +39,7 @@ from gateway.configfile import ConfigError, Problem
 from gateway.supervisor import Supervisor
 from sim.base import SimDevice, SimWorld
 from sim.broker import LocalBroker
+from sim.disk import FillableDiskStore
 from sim.faults import FaultProxy, SteppableClock
 from sim.registry import load_sim_type
 from sim.scenario import Action, Scenario
@@ -177,7 +178,8 @@ class SimRun:
                 printer.wait_subscribed(10)
             for dev in self.devices.values():
                 dev.start()
-            self.supervisor = Supervisor(config, resources=self.world.resources, clock=self.clock)
+            self.supervisor = Supervisor(config, resources=self.world.resources, clock=self.clock,
+                                         store_type=FillableDiskStore)
             timeline = threading.Thread(target=self._play, name="sim-timeline", daemon=True)
             self.started = time.monotonic()
             sup_thread = threading.Thread(target=self.supervisor.run, args=(self.stop_event,),
@@ -261,13 +263,11 @@ class SimRun:
                      self.clock.offset_s)
         elif do in ("disk_full", "disk_ok"):
             store = self.supervisor.store if self.supervisor else None
-            if store is None:
+            if not isinstance(store, FillableDiskStore):
                 log.warning("action %s: the gateway's store is not open; skipped", do)
                 return
             if do == "disk_full":
-                current = store.set_db_limit(1)    # clamped by SQLite to the file's current size
-                cap = store.set_db_limit(current + int(float(params.get("headroom_kb", 64)) * 1024))
-                log.info("state disk full: event database capped at %d kB", cap // 1024)
+                store.fill(int(float(params.get("headroom_kb", 64)) * 1024))
                 undo = lambda: self._disk_ok()  # noqa: E731
             else:
                 self._disk_ok()
@@ -293,10 +293,8 @@ class SimRun:
 
     def _disk_ok(self) -> None:
         store = self.supervisor.store if self.supervisor else None
-        if store is not None:
-            limit = self.supervisor.config.store.max_db_bytes if self.supervisor else None
-            store.set_db_limit(limit)
-            log.info("state disk has room again")
+        if isinstance(store, FillableDiskStore):
+            store.free()
 
     def _broker_up(self) -> None:
         if self.broker is not None and not self.stop_event.is_set():

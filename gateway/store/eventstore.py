@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from gateway.store.eviction import Evictor, Need, need_for_cap, need_for_disk
 from gateway.store.groupcommit import GroupCommit, Request
 from gateway.store.outbox import OutboxReader
 from gateway.store.records import ReadyEvent, StoreDepth, StoredEvent, StoreLimits, StoreUnavailable
-from gateway.store.schema import open_database, set_last_seq, set_page_limit
+from gateway.store.schema import open_database, set_last_seq
 from gateway.store.seqreserve import SeqReservation
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ class EventStore:
         self.generation = 0     # +1 after every commit that added events (see add_listener)
         self.last_error: str = ""
         self._listeners: list[Callable[[], None]] = []
-        self._db_lock = threading.Lock()     # the writer connection: writer thread vs set_db_limit
         opened = open_database(self.path, limits, self.reservation, self.clock, gateway)
         self._db = opened.db
         self.last_seq, self.count, self.bytes = opened.last_seq, opened.count, opened.bytes
@@ -99,13 +97,6 @@ class EventStore:
         """The broker acknowledged these events: they may leave the disk."""
         self._group.ack(seqs)
 
-    def set_db_limit(self, max_bytes: int | None) -> int:
-        """Change the hard cap of the database file while running (None: lift it); returns
-        the cap applied. It cannot go below the file's current size (SQLite keeps it
-        there); reaching it is handled like a full disk."""
-        with self._db_lock:
-            return set_page_limit(self._db, max_bytes)
-
     def add_listener(self, on_commit: Callable[[], None]) -> None:
         """`on_commit()` is called on the writer thread after every commit that added
         events (after `generation` went up); it must only poke, never block."""
@@ -118,24 +109,23 @@ class EventStore:
 
     # -- the commit (on the writer thread) --------------------------------
     def _commit(self, batch: list[Request], acks: list[int]) -> bool:
-        with self._db_lock:
+        try:
             try:
-                try:
-                    return self._commit_once(batch, acks)
-                except sqlite3.OperationalError as exc:
-                    if "full" not in str(exc).lower():
-                        raise
-                    log.error("event store: disk full (%s); evicting low-severity events to make room", exc)
-                    self._make_room()
-                    return self._commit_once(batch, acks)
-            except (sqlite3.Error, OSError) as exc:
-                self._fail(batch, exc)
-            except Exception as exc:
-                # a bug: the writer thread must live on, or every caller waits forever
-                log.exception("event store: unexpected error committing %d event(s)",
-                              sum(len(r.items) for r in batch))
-                self._fail(batch, exc)
-            return False
+                return self._commit_once(batch, acks)
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower():
+                    raise
+                log.error("event store: disk full (%s); evicting low-severity events to make room", exc)
+                self._make_room()
+                return self._commit_once(batch, acks)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(batch, exc)
+        except Exception as exc:
+            # a bug: the writer thread must live on, or every caller waits forever
+            log.exception("event store: unexpected error committing %d event(s)",
+                          sum(len(r.items) for r in batch))
+            self._fail(batch, exc)
+        return False
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
