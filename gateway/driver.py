@@ -3,7 +3,9 @@
 A driver turns device signals into events and telemetry. It knows nothing of
 MQTT or of the event store: it calls `ctx.emit(...)`, which returns only once
 the event is committed to disk (`ctx.emit_many([...])` commits several in one
-transaction), and `ctx.telemetry(...)` for readings.
+transaction; `ctx.submit([...])` hands events over without waiting for the
+disk, for sources that hold no device meanwhile), and `ctx.telemetry(...)` for
+readings.
 
 Life cycle, driven by the supervisor (one instance per driver type, holding
 all that type's devices):

@@ -302,7 +302,7 @@ def flood_in_this_process(host: str, port: int, warmup: float, seconds: float) -
     time.sleep(seconds)
     a1, c1, s1, t1 = link.stats.acked, store.commits, store.last_seq, time.monotonic()
     print(json.dumps({"rate": (a1 - a0) / (t1 - t0), "committed_rate": (s1 - s0) / (t1 - t0),
-                      "events_per_commit": (s1 - s0) / max(1, c1 - c0), "pending_max": store.pending}), flush=True)
+                      "events_per_commit": (s1 - s0) / max(1, c1 - c0), "pending_at_end": store.pending}), flush=True)
     run.request_stop()
 
 
