@@ -155,6 +155,7 @@ class GroupCommit:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._room.notify_all()     # a submitter held back by a full queue: refused now
         self._thread.join()
 
     # -- the writer thread ----------------------------------------------
