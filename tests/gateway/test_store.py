@@ -315,15 +315,16 @@ def test_a_submitted_event_is_readable_only_once_committed(tmp_path: Path) -> No
 
 
 def test_a_submitter_faster_than_the_disk_is_held_back_not_buffered_without_bound(tmp_path: Path) -> None:
-    from gateway.store.groupcommit import SUBMIT_LIMIT
+    from gateway.store.groupcommit import MAX_BATCH, SUBMIT_LIMIT
     from tests.helpers import wait_until
 
     store = HeldStore(tmp_path / "e.db", site="s1", gateway="gw1")
     store.hold.set()
+    total = MAX_BATCH + SUBMIT_LIMIT + 500     # more than the held commit and the queue can take
     handed = [0]
 
     def flood() -> None:
-        for i in range(SUBMIT_LIMIT + 500):
+        for i in range(total):
             store.submit(draft(i))
             handed[0] += 1
 
@@ -334,7 +335,7 @@ def test_a_submitter_faster_than_the_disk_is_held_back_not_buffered_without_boun
     assert not store.release.wait(0.2)            # the submitter's last call returns, or blocks
     seen = handed[0]
     assert not store.release.wait(0.3)            # give the submitter time to run on, if it could
-    assert t.is_alive() and handed[0] == seen < SUBMIT_LIMIT + 500, "the submitter waits for room"
+    assert t.is_alive() and handed[0] == seen < total, "the submitter waits for room"
     assert store.pending <= SUBMIT_LIMIT
     store.hold.clear()
     store.release.set()
@@ -342,7 +343,7 @@ def test_a_submitter_faster_than_the_disk_is_held_back_not_buffered_without_boun
     assert not t.is_alive()
     store.close()
     store = EventStore(tmp_path / "e.db", site="s1", gateway="gw1")
-    assert [e.data["i"] for e in store.all_events()] == list(range(SUBMIT_LIMIT + 500))
+    assert [e.data["i"] for e in store.all_events()] == list(range(total))
     store.close()
 
 
