@@ -297,12 +297,20 @@ def flood_in_this_process(host: str, port: int, warmup: float, seconds: float) -
     else:
         raise SystemExit("the flood gateway did not connect")
     store, link = sup.store, sup.forwarder
+    uplink_pid = getattr(link, "pid", None) or os.getpid()
     time.sleep(warmup)
-    a0, c0, s0, t0 = link.stats.acked, store.commits, store.last_seq, time.monotonic()
+
+    def sample() -> tuple[float, ...]:
+        return (link.stats.acked, store.commits, store.last_seq, time.monotonic(),
+                _proc_cpu_and_mem(os.getpid())[0], _proc_cpu_and_mem(uplink_pid)[0])
+
+    a0, c0, s0, t0, g0, u0 = sample()
     time.sleep(seconds)
-    a1, c1, s1, t1 = link.stats.acked, store.commits, store.last_seq, time.monotonic()
-    print(json.dumps({"rate": (a1 - a0) / (t1 - t0), "committed_rate": (s1 - s0) / (t1 - t0),
-                      "events_per_commit": (s1 - s0) / max(1, c1 - c0), "pending_at_end": store.pending}), flush=True)
+    a1, c1, s1, t1, g1, u1 = sample()
+    wall = t1 - t0
+    print(json.dumps({"rate": (a1 - a0) / wall, "committed_rate": (s1 - s0) / wall,
+                      "events_per_commit": (s1 - s0) / max(1, c1 - c0), "pending_at_end": store.pending,
+                      "gateway_cores": (g1 - g0) / wall, "uplink_cores": (u1 - u0) / wall}), flush=True)
     run.request_stop()
 
 
@@ -407,14 +415,13 @@ def run(quick: bool = False) -> list[Figure]:
                               ours, "msg/s", raw, base, ">= 0.8 x raw paho", ours / raw >= 0.8))
         figures.append(Figure("store-and-forward, emit_many(50) from 4 threads, forwarder in a thread "
                               "(mqtt.process = false)", ours_t, "msg/s", raw, base))
-        flood = statistics.median(f["rate"] for f in floods)
-        slow = statistics.median(f["rate"] for f in slow_floods)
-        figures.append(Figure("anfang sim --scenario flood end to end (8 threads, ctx.submit), "
-                              f"{statistics.median(f['events_per_commit'] for f in floods):.0f} events/commit",
-                              flood, "msg/s", raw, base, ">= 0.8 x raw paho", flood / raw >= 0.8))
-        figures.append(Figure(f"the same flood, every fsync {SLOW_FSYNC_MS} ms late (LD_PRELOAD shim), "
-                              f"{statistics.median(f['events_per_commit'] for f in slow_floods):.0f} events/commit",
-                              slow, "msg/s", raw, base, ">= 0.8 x raw paho", slow / raw >= 0.8))
+        for runs, name in ((floods, "anfang sim --scenario flood end to end (8 threads, ctx.submit)"),
+                           (slow_floods, f"the same flood, every fsync {SLOW_FSYNC_MS} ms late (LD_PRELOAD shim)")):
+            rate = statistics.median(f["rate"] for f in runs)
+            how = ", ".join(f"{statistics.median(f[key] for f in runs):{fmt}} {label}" for key, fmt, label in (
+                ("events_per_commit", ".0f", "events/commit"), ("committed_rate", ",.0f", "committed/s"),
+                ("gateway_cores", ".2f", "core gateway"), ("uplink_cores", ".2f", "core uplink")))
+            figures.append(Figure(f"{name}; {how}", rate, "msg/s", raw, base, ">= 0.8 x raw paho", rate / raw >= 0.8))
         p50, p99, frac = latency(broker, 200, 5 if quick else 20)
         figures.append(Figure("emit -> subscriber latency p50 @200 ev/s", p50, "ms"))
         figures.append(Figure("emit -> subscriber latency p99 @200 ev/s", p99, "ms", target="<= 25 ms",
