@@ -280,6 +280,7 @@ class Supervisor:
                 if depth and depth.oldest_created else None,
                 "last_seq": depth.last_seq if depth else 0,
                 "dropped_total": store.dropped_total if store else 0,
+                "uncommitted": store.pending if store else 0,   # handed over (ctx.submit), not yet on disk
             },
             "forwarder": self.forwarder.stats.to_dict() if self.forwarder else {},
             "telemetry": {"offered": self.telemetry.offered, "thinned": self.telemetry.thinned},

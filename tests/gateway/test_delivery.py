@@ -123,7 +123,7 @@ def test_health_is_published_retained_with_buffer_and_drivers(tmp_path: Path, br
         assert wait_until(lambda: late.received("/health"), 5, message="retained health")[0].retain
         late.close()
         assert h["uptime_s"] >= 0 and h["version"]
-        assert {"events", "bytes", "oldest_unsent_age_s", "last_seq", "dropped_total"} <= set(h["buffer"])
+        assert {"events", "bytes", "oldest_unsent_age_s", "last_seq", "dropped_total", "uncommitted"} <= set(h["buffer"])
         assert h["drivers"]["sim_probe"]["state"] == "ok"
         assert h["forwarder"]["connected"] is True
         sub.close()
