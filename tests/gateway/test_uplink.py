@@ -28,7 +28,8 @@ def test_the_connection_runs_in_a_child_process_by_default(tmp_path: Path, broke
     with RunningGateway(gateway_config(tmp_path, broker)) as gw:
         uplink = gw.supervisor.forwarder
         assert isinstance(uplink, Uplink)
-        assert uplink.pid is not None and uplink.pid != os.getpid() and process_alive(uplink.pid)
+        wait_until(lambda: uplink.pid is not None, 10, message="the uplink process started")
+        assert uplink.pid != os.getpid() and process_alive(uplink.pid)
         emit_from_threads(gw.supervisor.store, threads=4, per_thread=100)
         gw.supervisor.telemetry.put(TelemetryReading("fire_pump", "pump-1", CLOCK.now(), {"bar": 6.5}))
         events = sub.wait_events(lambda evs: len({e["seq"] for e in evs}) >= 401, timeout=30)
