@@ -68,7 +68,10 @@ payload with QoS 1 from one thread in the same run.
   `ctx.submit`: nothing parks, the group commit takes whatever was handed over
   while the last fsync ran. With the fsync shim (every fsync and fdatasync 10 ms
   late, as on an SD card) the rate holds because each commit carries more events
-  (the events-per-commit column of the run shows it).
+  (the events per commit in the row's name show it). Its sources never wait, so
+  the gateway process takes about a core whatever the link's speed, and the
+  uplink process shares the rest with the broker: the rows name each process's
+  share of a core, and on a loaded machine the uplink's share sets the rate.
 """
 
 FLOOD_WARMUP_S = 3.0     # seconds of the flood before the window: start-up, the first connection
