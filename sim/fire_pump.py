@@ -97,6 +97,16 @@ class _Server:
     def start(self) -> None:
         self.thread.start()
 
+    def shutdown(self) -> None:
+        """Stop serving and end the server's event loop (the Modbus server may never have come up)."""
+        if self.server is not None:
+            try:
+                self.call(self.server.shutdown(), 3.0)
+            except Exception:
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(3.0)
+
     def call(self, coro: Any, timeout: float = 5.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
@@ -210,17 +220,10 @@ class _RtuBus:
         srv.call(up())
 
     def stop(self) -> None:
-        srv = self.server
         if not self.started:
             self._close_fds()
             return
-        if srv.server is not None:
-            try:
-                srv.call(srv.server.shutdown(), 3.0)
-            except Exception:
-                pass
-        srv.loop.call_soon_threadsafe(srv.loop.stop)
-        srv.thread.join(3.0)
+        self.server.shutdown()
         self._stop.set()
         self._relay.join(3.0)
         self._close_fds()
@@ -362,13 +365,7 @@ class FirePumpSim(SimDevice):
         if self._thread is not None:
             self._thread.join(3.0)
         if self._server is not None:
-            srv = self._server
-            try:
-                srv.call(srv.server.shutdown(), 3.0)
-            except Exception:
-                pass
-            srv.loop.call_soon_threadsafe(srv.loop.stop)
-            srv.thread.join(3.0)
+            self._server.shutdown()
             self._server = None
         if self._bus is not None:
             bus = self._bus
