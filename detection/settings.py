@@ -82,6 +82,8 @@ class DetectorSettings:
     max_fit_rms_px: float = _s(1.8, "Largest RMS distance (pixels) between the track and the best fitted fall.", 0.1, 1000.0)
     fit_rms_rel: float = _s(0.015, "Extra allowed RMS per pixel of vertical extent of the track (blob centroids of fast, streaked objects are less precise).", 0.0, 1.0)
     drag_min_terminal_mps: float = _s(6.0, "Falls with drag count when their terminal speed is at least this; slower things drift (leaves, paper, snow).", 0.0, 100.0)
+    min_gravity_evidence: float = _s(25.0, "A fall from rest (speeding up at close to g, then held back by drag) must explain the track better than a steady or slowing descent (a gliding bird) by at least this chi-square difference: n (rms_steady^2 - rms_fall^2) / sigma^2. 25 is five standard deviations of evidence for the acceleration.", 0.0, 1e6)
+    centroid_noise_px: float = _s(0.5, "Smallest measurement noise (pixels) of a blob centroid assumed when weighing the evidence for gravity: a perfect fit does not make a tiny difference significant.", 0.01, 100.0)
     max_x_rms_px: float = _s(3.0, "Largest RMS (pixels) of the horizontal track around a quadratic; more is erratic or swaying (insects, leaves).", 0.1, 1000.0)
     max_ambiguous_fraction: float = _s(0.5, "A track whose every other point had a rival blob in its gate is a group (rain, a flock), not one object.", 0.0, 1.0)
     clutter_blobs: float = _s(25.0, "Moving blobs per frame (smoothed) above which the scene is cluttered (rain, snow).", 0.0, 100000.0)

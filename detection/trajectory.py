@@ -164,6 +164,11 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     if accel < s.min_accel_ratio_drag * g:
         fit.reason = "no_acceleration"
         return fit
+    evidence = gravity_evidence(t_rel, F, w, ppf, best_fast, s.centroid_noise_px)
+    fit.details["gravity_evidence"] = round(evidence, 1)
+    if evidence < s.min_gravity_evidence:
+        fit.reason = "steady"           # a steady or slowing descent explains it as well: a gliding bird
+        return fit
     # accepted: use the best fit among fast terminal speeds
     i_vt, i_t0, best = j_vt, j_t0, best_fast
     vt = float(vts[i_vt])
@@ -201,6 +206,35 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
     fit.release_x = release_x
     fit.confidence = float(min(1.0, max(0.0, conf)))
     return fit
+
+
+def steady_rms(t: np.ndarray, F: np.ndarray, w: np.ndarray, ppf: np.ndarray) -> float:
+    """RMS (pixels) of the best descent at a steady or slowing rate: F = a + b t + c t^2 with c >= 0
+    (F is height: c < 0 would be speeding up), weighted like the fall fit (w = pixels per floor squared).
+
+    The alternative to a fall: a gliding bird sinks at a steady rate or flares and slows."""
+    if len(t) < 3:
+        return 0.0
+    sw = np.sqrt(w)
+    tc = t - t.mean()
+    c2 = np.polyfit(tc, F, 2, w=sw)
+    if c2[0] < 0:                       # the free quadratic speeds up: the best allowed one is the line
+        c2 = np.concatenate([[0.0], np.polyfit(tc, F, 1, w=sw)])
+    res = (np.polyval(c2, tc) - F) * ppf
+    return float(np.sqrt(np.mean(res * res)))
+
+
+def gravity_evidence(t: np.ndarray, F: np.ndarray, w: np.ndarray, ppf: np.ndarray, fall_rms: float,
+                     noise_px: float) -> float:
+    """How much better a fall from rest explains the track than a steady or slowing descent: the
+    chi-square difference n (rms_steady^2 - rms_fall^2) / sigma^2, with the measurement noise sigma
+    taken as the fall fit's own residual, never below the centroid noise `noise_px`.
+
+    It is a likelihood ratio (Gaussian errors), so its scale does not depend on the renderer or the
+    camera: about 1 per point when the two models are equally good, and it grows with the square of
+    the curvature a real fall shows (it starts from rest, so it speeds up at close to g)."""
+    sigma2 = max(fall_rms, noise_px) ** 2
+    return len(t) * (steady_rms(t, F, w, ppf) ** 2 - fall_rms ** 2) / sigma2
 
 
 def sideways_jump(t: np.ndarray, x: np.ndarray) -> float:

@@ -11,9 +11,12 @@ more sensor noise, longer exposure so more motion blur).
 Throws are simulated in 3-D (gravity 9.81 m/s^2, optional quadratic drag),
 from a window of a chosen floor: dropped, or thrown out with a small speed,
 held still for a moment first; they are drawn with motion blur over the
-exposure and occlude what is behind them. Distractors: birds, insects at the
-lens, rain, snow, leaves, paper, lights switching in windows, headlights,
-clouds; plus camera shake (integer pixel jitter) and global lighting changes
+exposure and occlude what is behind them. Distractors: birds flapping across,
+birds gliding down across several floors (steady sink, slow turn, maybe a
+flare), birds diving and pulling up, condensate dripping again and again from
+an air-conditioner unit over a short drop, insects at the lens, rain (its
+amount and wind angle vary), snow, leaves, paper, lights switching in
+windows, headlights, clouds; plus camera shake (integer pixel jitter) and global lighting changes
 (exposure steps, settling, the IR day/night switch).
 
     spec = SceneSpec(seconds=5, throws=[ThrowSpec(floor=12, t_release=1.0)])
@@ -36,7 +39,8 @@ import numpy as np
 from detection.calibration import Calibration
 
 G = 9.81
-DISTRACTOR_KINDS = ("bird", "insect", "rain", "snow", "leaf", "paper", "light", "headlights", "cloud")
+DISTRACTOR_KINDS = ("bird", "insect", "rain", "snow", "leaf", "paper", "light", "headlights", "cloud",
+                    "glider", "diver", "drip")
 LIGHTING_KINDS = ("step", "exposure", "ir_switch")
 
 
@@ -403,6 +407,118 @@ class _Bird:
         _draw_square(canvas, [(x + self.margin, y + self.margin)], s, self.level, wh=(s * (0.6 + 0.9 * wing), s * 0.5))
 
 
+class _Glider:
+    """A bird gliding down along the facade: steady sink (or slowing, a flare), a slow turn, no flapping."""
+
+    def __init__(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float):
+        self.cam, self.margin, self.t0 = cam, margin, t0
+        top = spec.floors * spec.floor_height_m
+        self.Z = spec.distance_m - rng.uniform(1.0, 12.0)
+        self.Y0 = rng.uniform(0.4, 0.95) * top
+        half = spec.building_width_m / 2
+        self.dir = 1 if rng.random() < 0.5 else -1
+        self.X0 = rng.uniform(-half, half * 0.3) * self.dir
+        self.speed = rng.uniform(5.0, 12.0)              # m/s along its path
+        self.sink = rng.uniform(1.0, 4.5)                # m/s downward, steady
+        self.turn = rng.uniform(-0.35, 0.35)             # rad/s: the heading swings slowly
+        self.flare = rng.uniform(0.0, 0.4)               # sink fades by this fraction per second
+        scale = cam.f / self.Z
+        self.size = max(2.0, rng.uniform(0.25, 0.5) * scale)
+        self.level = rng.uniform(25, 70) if not spec.night else rng.uniform(120, 180)
+
+    def draw(self, canvas: np.ndarray, t: float, exposure: float) -> None:
+        u = t - self.t0
+        if u < 0:
+            return
+        if abs(self.turn) > 1e-6:
+            X = self.X0 + self.dir * self.speed * math.sin(self.turn * u) / self.turn
+            Z = self.Z - self.dir * self.speed * (1 - math.cos(self.turn * u)) / self.turn * 0.3
+        else:
+            X, Z = self.X0 + self.dir * self.speed * u, self.Z
+        sink = self.sink * (u - 0.5 * self.flare * u * u) if self.flare * u < 1 else self.sink / (2 * self.flare)
+        Y = self.Y0 - sink
+        if Y < 0.5 or Z < 2.0:
+            return
+        x, y = self.cam.project(X, Y, Z)
+        _draw_square(canvas, [(x + self.margin, y + self.margin)], self.size, self.level,
+                     wh=(self.size * 1.6, self.size * 0.45))
+
+
+class _Diver:
+    """A bird that folds its wings and dives (accelerating almost like a fall), then pulls up and flies off."""
+
+    def __init__(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float):
+        self.cam, self.margin, self.t0 = cam, margin, t0
+        top = spec.floors * spec.floor_height_m
+        self.Z = spec.distance_m - rng.uniform(1.0, 10.0)
+        self.Y0 = rng.uniform(0.45, 0.95) * top
+        half = spec.building_width_m / 2
+        self.X0 = rng.uniform(-0.7 * half, 0.7 * half)
+        self.vx = rng.choice([-1, 1]) * rng.uniform(2.0, 8.0)    # m/s before and during the dive
+        self.accel = rng.uniform(0.5, 0.9) * G                    # wings folded: drag and lift remain
+        self.dive_s = rng.uniform(0.5, 1.3)
+        self.pull_s = rng.uniform(0.3, 0.7)                       # time to level out (and climb a little)
+        scale = cam.f / self.Z
+        self.size = max(2.0, rng.uniform(0.25, 0.45) * scale)
+        self.level = rng.uniform(25, 70) if not spec.night else rng.uniform(120, 180)
+
+    def _height(self, u: float) -> float:
+        d = min(u, self.dive_s)
+        y = self.Y0 - 0.5 * self.accel * d * d
+        if u > self.dive_s:
+            v = self.accel * self.dive_s                          # downward speed at the bottom of the dive
+            w = u - self.dive_s
+            if w < self.pull_s:                                   # decelerate to zero sink
+                y -= v * w - 0.5 * (v / self.pull_s) * w * w
+            else:
+                y -= 0.5 * v * self.pull_s - 1.5 * (w - self.pull_s)   # then climb away
+        return y
+
+    def draw(self, canvas: np.ndarray, t: float, exposure: float) -> None:
+        u = t - self.t0
+        if u < 0:
+            return
+        Y = self._height(u)
+        if Y < 0.5:
+            return
+        x, y = self.cam.project(self.X0 + self.vx * u, Y, self.Z)
+        folded = u < self.dive_s
+        _draw_square(canvas, [(x + self.margin, y + self.margin)], self.size, self.level,
+                     wh=(self.size * (0.6 if folded else 1.6), self.size * 0.5))
+
+
+class _Drips:
+    """Condensate from an air-conditioner unit: small drops from the same spot again and again, each
+    falling a short way (onto the balcony slab or the unit below) before it splashes."""
+
+    def __init__(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float):
+        self.cam, self.margin = cam, margin
+        ncol = int(round(spec.building_width_m / spec.bay_m))
+        fl = int(rng.integers(3, spec.floors))
+        col = int(rng.integers(1, ncol + 1))
+        self.X = -spec.building_width_m / 2 + (col - 0.5) * spec.bay_m + rng.uniform(-0.8, 0.8)
+        self.Y0 = (fl - 1) * spec.floor_height_m + rng.uniform(0.3, 2.5)
+        self.Z = spec.distance_m - rng.uniform(0.3, 0.8)
+        self.drop_m = rng.uniform(1.0, 5.0)               # how far a drop falls before it splashes
+        period = rng.uniform(0.4, 1.5)
+        self.starts = list(np.arange(t0, t0 + spec.seconds + period, period) + rng.uniform(0, 0.1, 1))
+        self.size = max(1.5, rng.uniform(0.02, 0.05) * cam.f / self.Z * 3)
+        self.level = rng.uniform(190, 240) if not spec.night else rng.uniform(160, 220)
+
+    def draw(self, canvas: np.ndarray, t: float, exposure: float) -> None:
+        for ts in self.starts:
+            u = t - ts
+            if u < 0:
+                break
+            d = 0.5 * G * u * u
+            if d > self.drop_m:
+                continue
+            a = self.cam.project(self.X, self.Y0 - d, self.Z)
+            b = self.cam.project(self.X, self.Y0 - min(self.drop_m, 0.5 * G * (u + exposure) ** 2), self.Z)
+            _draw_square(canvas, [(a[0] + self.margin, a[1] + self.margin), (b[0] + self.margin, b[1] + self.margin)],
+                         self.size, self.level, alpha=0.8)
+
+
 class _Insect:
     def __init__(self, spec: SceneSpec, rng: np.random.Generator, margin: int, t0: float):
         sc = spec.width / 1280
@@ -436,6 +552,7 @@ class _Precipitation:
         self.sc = spec.width / 1280
         self.night = spec.night
         self.n = int((rng.uniform(40, 140) if kind == "rain" else rng.uniform(60, 200)) * amount)
+        self.wind = float(rng.uniform(-0.5, 0.5)) if kind == "rain" else 0.0   # common slant (dx/dy) of the streaks
         self.items: list[list[float]] = []
         if kind == "snow":
             for _ in range(self.n):
@@ -457,7 +574,7 @@ class _Precipitation:
             x = r.uniform(0, self.W, n) + m
             y = r.uniform(-30, self.H, n) + m
             length = r.uniform(15, 70, n) * self.sc
-            slant = r.uniform(-0.15, 0.15, n)
+            slant = self.wind + r.uniform(-0.15, 0.15, n)
             amp = r.uniform(0.12, 0.3, n)
             k = 24
             s = np.linspace(0, 1, k, dtype=np.float32)
@@ -554,7 +671,7 @@ class _Scene:
         self.changes = sorted(spec.lighting_changes, key=lambda c: c.t)
 
     def _count(self, d: DistractorSpec) -> int:
-        if d.kind in ("bird", "leaf", "paper", "insect", "headlights", "cloud"):
+        if d.kind in ("bird", "leaf", "paper", "insect", "headlights", "cloud", "glider", "diver"):
             return max(1, int(round(d.amount * (1 + self.rng.integers(0, 2)))))
         return 1
 
@@ -565,6 +682,12 @@ class _Scene:
             return _Bird(spec, rng, m, t0)
         if d.kind == "insect":
             return _Insect(spec, rng, m, t0)
+        if d.kind == "glider":
+            return _Glider(spec, cam, rng, m, d.t_start + rng.uniform(0, 1.0))
+        if d.kind == "diver":
+            return _Diver(spec, cam, rng, m, d.t_start + rng.uniform(0.2, 1.5))
+        if d.kind == "drip":
+            return _Drips(spec, cam, rng, m, d.t_start)
         if d.kind in ("rain", "snow"):
             return _Precipitation(d.kind, spec, rng, m, d.amount)
         if d.kind in ("leaf", "paper"):
@@ -678,7 +801,8 @@ def random_scene(seed: int, kind: str = "throw", *, width: int = 640, height: in
         spec.seconds = float(min(6.0, max(3.0, t_rel + fall + 0.5)))
         kind = with_distractor or "none"
     if kind in DISTRACTOR_KINDS:
-        spec.distractors = [DistractorSpec(kind, t_start=0.0, amount=1.0)]
+        amount = float(rng.uniform(0.5, 2.5)) if kind == "rain" else 1.0     # drizzle to a downpour
+        spec.distractors = [DistractorSpec(kind, t_start=0.0, amount=amount)]
     elif kind == "shake":
         spec.shake_px = float(rng.integers(1, 5)) * max(1.0, sc * 2) / 2 + 0.5
         spec.shake_window = (float(rng.uniform(0.5, 2.0)), float(rng.uniform(3.0, 5.0)))
