@@ -94,7 +94,8 @@ class ThrowDetector:
         self._follow = 0            # frames left of re-fitting the grey-level map every frame
         self._ghosts: list[stages.Ghost] = []
         self._sigma: float | None = None
-        self._clutter = 0.0         # moving blobs per frame, smoothed (rain, snow)
+        self._clutter = 0.0         # moving blobs per frame, the median over a window (rain, snow)
+        self._moving: deque[int] = deque(maxlen=self.s.clutter_window_frames)
         self._last_global = False
         self._stats: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
@@ -169,8 +170,9 @@ class ThrowDetector:
         """A lookup table mapping this frame onto the background's grey levels, if a linear map explains the change."""
         assert self._bg is not None
         lut = self._lut if self._lut is not None else np.arange(256, dtype=np.uint8)
-        cur = lut[frame[::8, ::8]].astype(np.float32).ravel()
-        ref = self._bg[::8, ::8].ravel()
+        step = max(8, int(math.sqrt(frame.size / 12_000)))     # about 12 000 samples at any resolution
+        cur = lut[frame[::step, ::step]].astype(np.float32).ravel()
+        ref = self._bg[::step, ::step].ravel()
         keep = (cur > 2) & (cur < 253)                      # clipped levels are not linear
         if keep.sum() < 100:
             return None
@@ -203,7 +205,7 @@ class ThrowDetector:
             patch[obj] = old[obj]
             patch[ghost] = old[ghost] + 0.5 * (f[g.y0:g.y1, g.x0:g.x1][ghost] - old[ghost])
         np.add(self._bg, 0.5, out=self._scratch)
-        self._bg_u8 = self._scratch.astype(np.uint8)
+        np.copyto(self._bg_u8, self._scratch, casting="unsafe")
 
     def _motion(self, f: np.ndarray, out: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -298,9 +300,13 @@ class ThrowDetector:
         blobs, dropped = stages.blobs_from_mask(mask, pooled, s.pool_factor, min_cells=s.min_blob_cells,
                                                 max_area_px=s.max_blob_area_px,
                                                 max_blobs=s.max_blobs_per_frame, method=s.connected_components)
-        moving = len(blobs)             # clutter counts the streaks too: rain and snow are clutter
+        # clutter counts the streaks too (rain and snow are clutter), but not what stands still:
+        # codec artefacts at edges after an I-frame, a lit window; those are learnt at the full rate
+        static = self._static_blobs(blobs)
+        moving = len(blobs) - int(static.sum())
+        learn_slowly = [b for b, st in zip(blobs, static) if not st]
         if s.streak_filter:
-            blobs, streaks = self._drop_streaks(blobs, diff, level)
+            blobs, streaks = self._drop_streaks(blobs, diff, level, t)
             self._stats["streaks"] += streaks
         if len(blobs) <= 64:
             for b in blobs:
@@ -310,14 +316,31 @@ class ThrowDetector:
         self._stats["blobs"] += len(blobs)
         self._stats["blobs_dropped"] += dropped
         self.last_level, self.last_blobs = level, len(blobs)
-        self._clutter += 0.1 * (moving - self._clutter)
+        # a median, not a mean: rain and snow last, while the burst of blobs an I-frame of a
+        # compressed stream leaves for a few frames (it re-draws the texture) does not
+        self._moving.append(moving)
+        self._clutter = float(np.median(self._moving))
         ended = self.tracker.update(blobs, t, self._clutter)
-        self._update_background(f, s.background_alpha, blobs)
+        self._update_background(f, s.background_alpha, [b for b in learn_slowly if b in blobs])
         return self._decide(ended)
 
-    def _drop_streaks(self, blobs: list[stages.Blob], diff: np.ndarray, level: float) -> tuple[list[stages.Blob], int]:
-        """Rain and snow: streak-shaped blobs, and every blob where blobs are dense, need a core
-        `streak_min_width_px` wide; kept ones are centred on that core."""
+    def _static_blobs(self, blobs: list[stages.Blob]) -> np.ndarray:
+        """Which blobs lie on a track that has stood still for `static_track_frames` (boolean array)."""
+        out = np.zeros(len(blobs), dtype=bool)
+        pos = self.tracker.static_positions(self.s.static_track_frames, self.s.static_track_px)
+        if len(pos) and blobs:
+            bx = np.array([[b.x, b.y] for b in blobs])
+            d2 = ((bx[:, None, :] - pos[None, :, :]) ** 2).sum(axis=2)
+            out = d2.min(axis=1) <= (2 * self.s.static_track_px) ** 2
+        return out
+
+    def _drop_streaks(self, blobs: list[stages.Blob], diff: np.ndarray, level: float,
+                      t: float) -> tuple[list[stages.Blob], int]:
+        """Rain and snow. Rain as a field: a blob elongated along the local dominant orientation of
+        many parallel streaks, and not continuing a track, is a streak (the pixels stay visible: an
+        object falling through the rain continues its track and is kept). Then streak-shaped blobs,
+        and every blob where blobs are dense, need a core `streak_min_width_px` wide; kept ones are
+        centred on that core."""
         s = self.s
         if not blobs:
             return blobs, 0
@@ -331,8 +354,18 @@ class ThrowDetector:
             gy = np.clip(np.array([b.y for b in blobs]) // s.streak_cell_px, 0, grid.shape[0] - 1).astype(np.int64)
             gx = np.clip(np.array([b.x for b in blobs]) // s.streak_cell_px, 0, grid.shape[1] - 1).astype(np.int64)
             dense = near2[gy, gx] >= s.streak_dense_blobs
+        along = np.zeros(len(blobs), dtype=bool)
+        if s.rain_field and len(blobs) >= s.field_min_streaks:
+            field = stages.streak_field(blobs, diff.shape, s.streak_cell_px, s.field_min_elongation)
+            tol = math.radians(s.field_angle_tolerance_deg)
+            along = np.array([stages.matches_field(b, field, s.field_min_elongation, s.field_min_streaks,
+                                                   s.field_min_coherence, tol) for b in blobs])
+            if along.any():
+                along &= ~self.tracker.continuing(blobs, t, s.track_priority_points)
         kept: list[stages.Blob] = []
-        for b, d in zip(blobs, dense):
+        for b, d, a in zip(blobs, dense, along):
+            if a:
+                continue                                # a streak of the rain field, not continuing a track
             if not (d or stages.is_streak_shaped(b, s.pool_factor)):
                 kept.append(b)
                 continue

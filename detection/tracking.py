@@ -174,6 +174,36 @@ class Tracker:
             self.started += 1
         return ended
 
+    def continuing(self, blobs: list[Blob], t: float, min_points: int) -> np.ndarray:
+        """Which blobs lie in the gate of a track with at least `min_points` points (boolean array):
+        they continue something seen frame after frame, which rain streaks do not."""
+        out = np.zeros(len(blobs), dtype=bool)
+        if not blobs:
+            return out
+        bx = np.array([b.x for b in blobs])
+        by = np.array([b.y for b in blobs])
+        for tr in self.tracks:
+            if len(tr.points) < min_points:
+                continue
+            px, py, speed, spread = tr.predict_with_spread(t)
+            r = self._gate(tr, speed, t, spread)
+            out |= (bx - px) ** 2 + (by - py) ** 2 <= r * r
+        return out
+
+    def static_positions(self, min_points: int, max_px: float) -> np.ndarray:
+        """(x, y) of the tracks that have stood still: at least `min_points` points, the last
+        `min_points` of them within `max_px` of their mean (codec artefacts at edges, a parked
+        thing, a lit window): an (n, 2) array."""
+        out = []
+        for tr in self.tracks:
+            if len(tr.points) < min_points or tr.missed:
+                continue
+            xs = [p.x for p in tr.points[-min_points:]]
+            ys = [p.y for p in tr.points[-min_points:]]
+            if max(xs) - min(xs) <= 2 * max_px and max(ys) - min(ys) <= 2 * max_px:
+                out.append((tr.points[-1].x, tr.points[-1].y))
+        return np.array(out, dtype=np.float64).reshape(-1, 2)
+
     def flush(self) -> list[Track]:
         """End every track (end of stream)."""
         ended, self.tracks = self.tracks, []

@@ -781,9 +781,10 @@ def fall_time(floor: int, floor_height_m: float = 3.0) -> float:
 
 def random_scene(seed: int, kind: str = "throw", *, width: int = 640, height: int = 360,
                  fps: float = 25.0, floors: int = 30, min_floor: int = 4, with_distractor: str | None = None,
-                 night: bool | None = None) -> SceneSpec:
+                 night: bool | None = None, size_range: tuple[float, float] = (2.0, 10.0)) -> SceneSpec:
     """A randomised benchmark scene: kind "throw" (one throw, maybe with a distractor) or a distractor kind,
-    "shake", or a lighting kind ("step", "exposure", "ir_switch")."""
+    "shake", or a lighting kind ("step", "exposure", "ir_switch"). The thrown object's size (pixels)
+    is drawn uniformly from `size_range`."""
     rng = np.random.default_rng(10_000 + seed)
     if night is None:
         night = bool(rng.random() < 0.3)
@@ -794,7 +795,7 @@ def random_scene(seed: int, kind: str = "throw", *, width: int = 640, height: in
         t_rel = float(rng.uniform(0.6, 1.2))
         drag = bool(rng.random() < 0.25)
         ts = ThrowSpec(floor=floor, t_release=t_rel, mode=str(rng.choice(["dropped", "thrown"])),
-                       size_px=float(rng.uniform(2.0, 10.0)), drag=drag,
+                       size_px=float(rng.uniform(*size_range)), drag=drag,
                        hold_s=float(rng.uniform(0.0, min(0.5, t_rel - 0.45))))
         spec.throws = [ts]
         fall = fall_time(floor) * (1.6 if drag else 1.0)
