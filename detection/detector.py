@@ -421,7 +421,7 @@ class ThrowDetector:
                 self._stats["stitched"] += 1
                 f2.details["stitched"] = True
                 return f2, t2
-        self._fragments.add(ended)
+        self._fragments.add(ended, fit.reason)
         return fit, judged
 
     def _detection(self, tr: Track, fit: FallFit) -> ThrowDetection:

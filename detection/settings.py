@@ -95,7 +95,7 @@ class DetectorSettings:
     max_ambiguous_fraction: float = _s(0.5, "A track whose every other point had a rival blob in its gate is a group (rain, a flock), not one object.", 0.0, 1.0)
     clutter_blobs: float = _s(25.0, "Moving blobs per frame (smoothed) above which the scene is cluttered (rain, snow).", 0.0, 100000.0)
     clutter_window_frames: int = _s(50, "The scene's clutter is the median of its moving blobs per frame over this many frames (50 at 25 fps: 2 s, an IP camera's I-frame interval): rain and snow last, the burst of blobs after a compressed stream's I-frame does not count.", 1, 100000)
-    clutter_min_terminal_mps: float = _s(12.0, "In a cluttered scene a fall with drag needs at least this terminal speed: snowflakes tracked across each other can mimic a slow fall.", 0.0, 100.0)
+    clutter_min_terminal_mps: float = _s(8.0, "In a cluttered scene (rain, snow) a fall with drag needs at least this terminal speed: snowflakes tracked across each other can mimic a slow fall. 8 m/s is about the slowest a light bag falls; slower ones are found where the scene is not cluttered.", 0.0, 100.0)
     clutter_min_floors: float = _s(4.0, "In a cluttered scene a throw must fall over at least this many floors.", 0.0, 1000.0)
     clutter_fit_factor: float = _s(0.5, "In a cluttered scene the fit must be this much tighter than max_fit_rms_px allows (a track hopping between flakes fits loosely).", 0.0, 1.0)
     clutter_max_jump_px: float = _s(5.0, "In a cluttered scene a track may not step sideways by more than this (pixels, beyond its own sideways speed) between two points: such a track hops from flake to flake.", 0.0, 10000.0)

@@ -7,8 +7,8 @@ ends (more than `max_missed_frames` unseen) and a new track picks the object
 up again. Each part alone may be too short or start too late to be judged a
 throw; together they are the fall.
 
-A rejected track with at least `stitch_min_points` points is kept as a
-fragment. When a later track is rejected too, it is joined to a fragment it
+A rejected track with at least `stitch_min_points` points that went down is
+kept as a fragment. When a later track is rejected too, it is joined to a fragment it
 could continue (`continuation`: starts at most `stitch_max_gap_s` after the
 fragment's last point, not above it by more than `stitch_max_rise_px`, within
 `stitch_max_dx_px` sideways) and the joined track is judged again with the
@@ -54,7 +54,12 @@ class Fragments:
         self.s = s
         self.items: deque[Track] = deque(maxlen=max(1, s.stitch_max_fragments))
 
-    def add(self, track: Track) -> None:
+    def add(self, track: Track, reason: str = "") -> None:
+        """Keep a rejected track as a fragment, unless it did not go down (`not_down`): standing
+        blobs (codec artefacts after an I-frame, lit windows) would otherwise fill the bounded list
+        and push out the part of a fall that a later track continues."""
+        if reason == "not_down":
+            return
         if self.s.stitch_max_gap_s > 0 and len(track.points) >= self.s.stitch_min_points:
             self.items.append(track)
 

@@ -238,14 +238,15 @@ def gravity_evidence(t: np.ndarray, F: np.ndarray, w: np.ndarray, ppf: np.ndarra
 
 
 def sideways_jump(t: np.ndarray, x: np.ndarray) -> float:
-    """Largest sideways step (pixels) between consecutive points beyond the track's typical
-    sideways speed: a track hopping from one snowflake to the next jumps; an object does not."""
+    """Largest sideways step (pixels) between consecutive points beyond the track's own smooth
+    sideways motion (a quadratic in t, so an object that drifts faster sideways as it comes closer
+    is not penalised): a track hopping from one snowflake to the next jumps; an object does not."""
     if len(t) < 3:
         return 0.0
-    dt = np.maximum(np.diff(t), 1e-6)
-    dx = np.diff(x)
-    rate = float(np.median(dx / dt))
-    return float(np.max(np.abs(dx - rate * dt)))
+    tr = t - t[0]
+    c = np.polyfit(tr, x, 2 if len(t) >= 4 else 1)
+    smooth = np.diff(np.polyval(c, tr))
+    return float(np.max(np.abs(np.diff(x) - smooth)))
 
 
 TRIM_REASONS = ("not_gravity", "clutter", "too_slow", "no_acceleration", "too_fast", "erratic", "off_facade")

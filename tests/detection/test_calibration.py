@@ -91,3 +91,14 @@ def test_settings_errors_name_the_key(tmp_path):
     assert "pool_factor: must be at least 1" in text
     assert "noise_k: expected a number" in text
     assert "pool_facter: unknown key" in text
+
+
+def test_docs_settings_table_lists_every_setting_with_its_default():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "detection.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `") for line in text.splitlines()
+            if line.startswith("| `")}
+    for name, default, _ in describe():
+        assert name in rows, f"docs/detection.md has no row for {name}"
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert rows[name].strip("'") == shown, f"{name}: docs say {rows[name]}, the default is {default}"
