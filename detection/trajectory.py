@@ -184,6 +184,18 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
         return fit
     free = vts == math.inf
     free_rms = float(rms[free].min())
+    if free_rms > allowed and cal.vanishing_point is not None:
+        # the fall needs drag: then drag also takes away its sideways speed, with time constant
+        # vt / g; a gliding bird keeps flying sideways. The largest terminal speed that fits is used
+        # (the longest time constant: the most lenient). Only with the vanishing point: without it
+        # the converging verticals of a tilted camera look like sideways motion.
+        fits = np.nonzero((rms.min(axis=1) <= allowed) & ~slow & ~free)[0]
+        vt_max = float(vts[fits].max()) if len(fits) else vt
+        late = late_sideways_mps(t_rel - float(t0s[i_t0]), x, y, ppf / fh, vt_max / g, cal.vanishing_point)
+        fit.details["late_sideways_mps"] = None if late is None else round(late, 2)
+        if late is not None and late > s.drag_max_late_sideways_mps:
+            fit.reason = "glides"       # slowed by drag yet still moving sideways: a bird
+            return fit
     drag = (not math.isinf(vt)) and (free_rms > allowed or accel < s.accel_min_ratio * g)
     ok = (fast_rms <= best * s.floor_range_rms_factor + 0.3)
     f0s = f0[ok]
@@ -235,6 +247,30 @@ def gravity_evidence(t: np.ndarray, F: np.ndarray, w: np.ndarray, ppf: np.ndarra
     the curvature a real fall shows (it starts from rest, so it speeds up at close to g)."""
     sigma2 = max(fall_rms, noise_px) ** 2
     return len(t) * (steady_rms(t, F, w, ppf) ** 2 - fall_rms ** 2) / sigma2
+
+
+def late_sideways_mps(u: np.ndarray, x: np.ndarray, y: np.ndarray, px_per_m: np.ndarray, tau: float,
+                      vanishing_point: tuple[float, float] | None = None) -> float | None:
+    """Sideways speed (m/s) of a fall with drag after two drag time constants (u > 2 tau, u = time
+    since release), or None when fewer than 5 points spanning 0.4 s are that late.
+
+    A straight fall is not vertical in the picture of a camera tilted up: it follows the facade's
+    verticals, which meet in the vanishing point. Each x is carried along its vertical to the
+    segment's middle row first, so only motion across the verticals counts. Pixels become metres
+    with the vertical scale of the calibration; on a facade seen from below it is smaller than the
+    horizontal one, so the speed is overestimated, never under."""
+    late = u > 2 * tau
+    if late.sum() < 5 or float(u[late].max() - u[late].min()) < 0.4:
+        return None
+    xs, ys = x[late], y[late]
+    if vanishing_point is not None:
+        vx, vy = vanishing_point
+        ym = float(ys.mean())
+        den = ys - vy
+        if np.all(np.abs(den) > 1e-6):
+            xs = vx + (xs - vx) * (ym - vy) / den
+    vx_px = float(np.polyfit(u[late], xs, 1)[0])
+    return abs(vx_px) / float(np.mean(px_per_m[late]))
 
 
 def sideways_jump(t: np.ndarray, x: np.ndarray) -> float:

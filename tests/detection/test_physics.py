@@ -142,3 +142,17 @@ def test_throw_through_h264_at_4_mbits_720p_is_found():
     det = ThrowDetector(scene_calibration(spec), fps=fps)
     found = [d for i, f in enumerate(frames) for d in det.process(f, i / fps)] + det.flush()
     assert [abs(d.floor - 10) <= 1 for d in found] == [True], det.stats
+
+
+def test_late_sideways_speed_follows_the_verticals_and_catches_a_glider():
+    from detection.trajectory import late_sideways_mps
+    u = np.arange(50) / FPS
+    y = 100 + 200 * u
+    scale = np.full(50, 10.0)                                   # px per metre
+    vp = (320.0, -400.0)
+    straight = vp[0] + (200.0 - vp[0]) * (y - vp[1]) / (300 - vp[1])   # a fall along a converging vertical
+    assert late_sideways_mps(u, straight, y, scale, 0.3, vp) < 0.05
+    assert late_sideways_mps(u, straight, y, scale, 0.3, None) > 1.0   # without the vanishing point it looks sideways
+    glider = straight + 40.0 * u                                # 4 m/s across the verticals
+    assert 3.5 < late_sideways_mps(u, glider, y, scale, 0.3, vp) < 4.5
+    assert late_sideways_mps(u[:8], glider[:8], y[:8], scale[:8], 0.3, vp) is None   # too few late points
