@@ -407,24 +407,37 @@ class _Bird:
         _draw_square(canvas, [(x + self.margin, y + self.margin)], s, self.level, wh=(s * (0.6 + 0.9 * wing), s * 0.5))
 
 
-class _Glider:
+class _FacadeBird:
+    """A bird in 3-D in front of the facade (gliders and divers): where it starts, how it looks."""
+
+    def _place(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float,
+               max_in_front_m: float, lowest: float) -> float:
+        """Start up to `max_in_front_m` in front of the facade, at `lowest`..0.95 of its height;
+        returns the facade's half width."""
+        self.cam, self.margin, self.t0 = cam, margin, t0
+        top = spec.floors * spec.floor_height_m
+        self.Z = spec.distance_m - rng.uniform(1.0, max_in_front_m)
+        self.Y0 = rng.uniform(lowest, 0.95) * top
+        return spec.building_width_m / 2
+
+    def _look(self, spec: SceneSpec, rng: np.random.Generator, span_m: tuple[float, float]) -> None:
+        """Apparent size (its span in metres at its distance) and grey level."""
+        self.size = max(2.0, rng.uniform(*span_m) * self.cam.f / self.Z)
+        self.level = rng.uniform(25, 70) if not spec.night else rng.uniform(120, 180)
+
+
+class _Glider(_FacadeBird):
     """A bird gliding down along the facade: steady sink (or slowing, a flare), a slow turn, no flapping."""
 
     def __init__(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float):
-        self.cam, self.margin, self.t0 = cam, margin, t0
-        top = spec.floors * spec.floor_height_m
-        self.Z = spec.distance_m - rng.uniform(1.0, 12.0)
-        self.Y0 = rng.uniform(0.4, 0.95) * top
-        half = spec.building_width_m / 2
+        half = self._place(spec, cam, rng, margin, t0, 12.0, 0.4)
         self.dir = 1 if rng.random() < 0.5 else -1
         self.X0 = rng.uniform(-half, half * 0.3) * self.dir
         self.speed = rng.uniform(5.0, 12.0)              # m/s along its path
         self.sink = rng.uniform(1.0, 4.5)                # m/s downward, steady
         self.turn = rng.uniform(-0.35, 0.35)             # rad/s: the heading swings slowly
         self.flare = rng.uniform(0.0, 0.4)               # sink fades by this fraction per second
-        scale = cam.f / self.Z
-        self.size = max(2.0, rng.uniform(0.25, 0.5) * scale)
-        self.level = rng.uniform(25, 70) if not spec.night else rng.uniform(120, 180)
+        self._look(spec, rng, (0.25, 0.5))
 
     def draw(self, canvas: np.ndarray, t: float, exposure: float) -> None:
         u = t - self.t0
@@ -444,23 +457,17 @@ class _Glider:
                      wh=(self.size * 1.6, self.size * 0.45))
 
 
-class _Diver:
+class _Diver(_FacadeBird):
     """A bird that folds its wings and dives (accelerating almost like a fall), then pulls up and flies off."""
 
     def __init__(self, spec: SceneSpec, cam: _Camera, rng: np.random.Generator, margin: int, t0: float):
-        self.cam, self.margin, self.t0 = cam, margin, t0
-        top = spec.floors * spec.floor_height_m
-        self.Z = spec.distance_m - rng.uniform(1.0, 10.0)
-        self.Y0 = rng.uniform(0.45, 0.95) * top
-        half = spec.building_width_m / 2
+        half = self._place(spec, cam, rng, margin, t0, 10.0, 0.45)
         self.X0 = rng.uniform(-0.7 * half, 0.7 * half)
         self.vx = rng.choice([-1, 1]) * rng.uniform(2.0, 8.0)    # m/s before and during the dive
         self.accel = rng.uniform(0.5, 0.9) * G                    # wings folded: drag and lift remain
         self.dive_s = rng.uniform(0.5, 1.3)
         self.pull_s = rng.uniform(0.3, 0.7)                       # time to level out (and climb a little)
-        scale = cam.f / self.Z
-        self.size = max(2.0, rng.uniform(0.25, 0.45) * scale)
-        self.level = rng.uniform(25, 70) if not spec.night else rng.uniform(120, 180)
+        self._look(spec, rng, (0.25, 0.45))
 
     def _height(self, u: float) -> float:
         d = min(u, self.dive_s)
