@@ -165,9 +165,13 @@ def judge_track(track: Track, cal: Calibration, s: DetectorSettings, fps: float)
         fit.reason = "no_acceleration"
         return fit
     evidence = gravity_evidence(t_rel, F, w, ppf, best_fast, s.centroid_noise_px)
+    sink = float(-np.polyfit(t_rel, F, 1, w=np.sqrt(w))[0] * fh)          # mean descent, m/s
     fit.details["gravity_evidence"] = round(evidence, 1)
-    if evidence < s.min_gravity_evidence:
-        fit.reason = "steady"           # a steady or slowing descent explains it as well: a gliding bird
+    fit.details["sink_mps"] = round(sink, 2)
+    if evidence < s.min_gravity_evidence and sink < s.drag_min_terminal_mps:
+        # a steady or slowing descent explains it as well, and too slowly for a falling thing at
+        # its terminal speed (a fall whose start was missed, seen at terminal speed, is steady too)
+        fit.reason = "steady"           # a gliding bird
         return fit
     # accepted: use the best fit among fast terminal speeds
     i_vt, i_t0, best = j_vt, j_t0, best_fast
