@@ -55,10 +55,12 @@ class Fragments:
         self.items: deque[Track] = deque(maxlen=max(1, s.stitch_max_fragments))
 
     def add(self, track: Track, reason: str = "") -> None:
-        """Keep a rejected track as a fragment, unless it did not go down (`not_down`): standing
-        blobs (codec artefacts after an I-frame, lit windows) would otherwise fill the bounded list
-        and push out the part of a fall that a later track continues."""
-        if reason == "not_down":
+        """Keep a rejected track as a fragment, unless it did not go down at all (`not_down` and
+        its last point no lower than its first by `stitch_max_rise_px`): standing blobs (codec
+        artefacts after an I-frame, lit windows) would otherwise fill the bounded list and push
+        out the part of a fall that a later track continues. An object held at the window that
+        has just started to fall when its track broke is kept."""
+        if reason == "not_down" and track.points[-1].y - track.points[0].y <= self.s.stitch_max_rise_px:
             return
         if self.s.stitch_max_gap_s > 0 and len(track.points) >= self.s.stitch_min_points:
             self.items.append(track)
