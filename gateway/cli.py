@@ -1,4 +1,12 @@
-"""The `anfang` command: run, check-config, sim, outbox, schema, and each device family's tools.
+"""The `anfang` command: run, check-config, outbox, schema, and every installed package's commands.
+
+The gateway's own commands are defined here. Every other sub-command (`sim`,
+`chaos`, `detect`, the families' reports) comes from the entry-point group
+`anfang.commands`, as drivers come from `anfang.drivers`: each entry names an
+`add_commands(subparsers)` function, so an integrator's package brings its own
+commands and this module imports none of them. They are loaded only when the
+command line asks for something other than a gateway command, which keeps
+`anfang run` as lean as a gateway without them (start-up time, resident memory).
 
 Exit codes: 0 ok, 2 bad usage or bad config, 1 anything else. Errors are one
 clear line on stderr (`anfang: ...`), never a bare traceback; `--debug` adds
@@ -8,7 +16,6 @@ tracebacks and debug logging for developers.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import signal
@@ -23,11 +30,11 @@ from gateway.configfile import ConfigError
 
 log = logging.getLogger("anfang")
 
-# Modules that add the sub-commands of a device family: `add_commands(subparsers)`.
-FAMILY_COMMAND_MODULES = ("detection.cli", "drivers.patrol.cli", "drivers.fire_pump.cli", "sim.chaos_cli")
-# The commands defined here: for them the family modules (and their imports) are not loaded,
+COMMANDS_ENTRY_POINT_GROUP = "anfang.commands"    # name -> `add_commands(subparsers)`
+# The commands defined here: for them no entry point of `anfang.commands` is loaded,
 # which keeps `anfang run` lean (it loads only the drivers its config names).
-CORE_COMMANDS = frozenset({"run", "check-config", "sim", "outbox", "schema"})
+CORE_COMMANDS = frozenset({"run", "check-config", "outbox", "schema"})
+OPTIONS_WITH_VALUE = frozenset({"--log-level"})
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -61,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import faulthandler
     faulthandler.enable()   # a watchdog SIGABRT leaves every thread's stack in the journal
 
-    config = load_config(args.config)
+    config = load_config(args.config, _driver_types(args, args.config))
     supervisor = Supervisor(config)
     stop = threading.Event()
 
@@ -79,27 +86,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config import load_config
 
-    config = load_config(args.file)
+    config = load_config(args.file, _driver_types(args, args.file))
     drivers = ", ".join(config.drivers) or "no drivers"
     print(f"{args.file}: ok (site {config.site}, gateway {config.gateway}; {drivers})")
     return EXIT_OK
 
 
-# -- anfang sim -------------------------------------------------------------------
-def cmd_sim(args: argparse.Namespace) -> int:
-    from sim.runner import SimRun
-    from sim.scenario import load_scenario
+def _driver_types(args: argparse.Namespace, path: str) -> dict[str, Any] | None:
+    """With `--sim-drivers`, the driver types the config needs, the simulator's test drivers
+    (`anfang.sim_drivers`: `sim_probe`) included; otherwise None: the installed drivers only."""
+    if not args.sim_drivers:
+        return None
+    from sim.registry import driver_types   # the CLI may import any layer
+    from gateway.configfile import load_toml
 
-    scenario = load_scenario(args.scenario)
-    run = SimRun(scenario, broker_url=args.broker, state_dir=Path(args.state_dir) if args.state_dir else None,
-                 duration=args.duration)
-
-    def on_signal(_signum: int, _frame: Any) -> None:
-        run.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return run.run()
+    raw, _problems = load_toml(path)        # load_config reports the problems
+    return driver_types(raw)
 
 
 # -- anfang outbox ------------------------------------------------------------------
@@ -146,27 +148,23 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
+def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anfang", description="anfang-gateway: building security gateway")
     parser.add_argument("--version", action="version", version=f"anfang-gateway {__version__}")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    sim_drivers_help = "also accept the simulator's test drivers ([[sim_probe]]): for tests and trials"
     p = sub.add_parser("run", help="run the gateway in the foreground")
     p.add_argument("--config", required=True, help="gateway config file (TOML)")
+    p.add_argument("--sim-drivers", action="store_true", help=sim_drivers_help)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file; exit 2 with one line per problem")
     p.add_argument("file")
+    p.add_argument("--sim-drivers", action="store_true", help=sim_drivers_help)
     p.set_defaults(func=cmd_check_config)
-
-    p = sub.add_parser("sim", help="run the real gateway against simulated devices, printing forwarded events")
-    p.add_argument("--scenario", default="default", help="built-in scenario name or scenario file")
-    p.add_argument("--broker", help="mqtt://HOST:PORT of a broker (default: start a local mosquitto)")
-    p.add_argument("--duration", type=float, help="seconds to run (default: the scenario's)")
-    p.add_argument("--state-dir", help="keep the gateway's state here (default: a temporary folder)")
-    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("outbox", help="show what is buffered and not yet acknowledged by the broker")
     p.add_argument("--state-dir", required=True)
@@ -177,20 +175,41 @@ def build_parser(with_families: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of an event")
     p.set_defaults(func=cmd_schema)
 
-    for module_name in FAMILY_COMMAND_MODULES if with_families else ():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            log.debug("commands of %s unavailable: %s", module_name, exc)
-            continue
-        module.add_commands(sub)
+    if with_plugins:
+        _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Every `anfang.commands` entry point adds its sub-commands; one that cannot load is skipped."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:      # an optional extra not installed: its commands are absent
+            log.debug("commands of %s (%s) unavailable: %s", ep.name, ep.value, exc)
+        except Exception as exc:
+            print(f"anfang: commands of {ep.name} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command named on a command line (the first word that is not an option or its value)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    word = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(with_families=word not in CORE_COMMANDS)
+    parser = build_parser(with_plugins=command_word(argv) not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.debug)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

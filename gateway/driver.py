@@ -21,7 +21,10 @@ A driver that raises in its thread, reports state "fault", or shows no progress
 `gateway/driver_fault` event and started again (a new instance) with backoff.
 
 Third-party drivers register under the entry-point group `anfang.drivers`;
-the entry-point name is the top-level config key the driver owns.
+the entry-point name is the top-level config key the driver owns. Drivers that
+exist only to exercise the gateway (`sim_probe`) register under
+`anfang.sim_drivers` instead, so a production `anfang run` never offers them;
+`anfang sim`, the tests and `--sim-drivers` ask for both groups.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from gateway.configfile import Problems
 from gateway.events import Event
 
 ENTRY_POINT_GROUP = "anfang.drivers"
+SIM_ENTRY_POINT_GROUP = "anfang.sim_drivers"
+WITH_SIM_DRIVERS = (ENTRY_POINT_GROUP, SIM_ENTRY_POINT_GROUP)
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +257,11 @@ class BrokenPlugin:
         return f"BrokenPlugin({self.name}: {self.error})"
 
 
-def discover_driver_types(wanted: "set[str] | None" = None) -> tuple[dict[str, type[Driver]], dict[str, BrokenPlugin]]:
+def discover_driver_types(wanted: "set[str] | None" = None, groups: Sequence[str] = (ENTRY_POINT_GROUP,)
+                          ) -> tuple[dict[str, type[Driver]], dict[str, BrokenPlugin]]:
     """Installed driver types (name -> class), and the plug-ins that failed to load.
+
+    `groups`: the entry-point groups searched (`WITH_SIM_DRIVERS` adds the simulator's).
 
     With `wanted` (the top-level keys of a config), plug-ins named by those keys
     are loaded first, and the others only if some wanted key is still not owned
@@ -262,7 +270,7 @@ def discover_driver_types(wanted: "set[str] | None" = None) -> tuple[dict[str, t
     """
     found: dict[str, type[Driver]] = {}
     broken: dict[str, BrokenPlugin] = {}
-    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    eps = [ep for group in groups for ep in entry_points(group=group)]
     if wanted is not None:
         first = [ep for ep in eps if ep.name in wanted]
         rest = [ep for ep in eps if ep.name not in wanted]

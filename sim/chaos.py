@@ -499,11 +499,13 @@ class ChaosRun:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m sim.chaos --child ...`: the gateway side of a chaos run (`anfang chaos` is sim/cli.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--child" in argv:
-        return child_main(argv)
-    from sim.chaos_cli import main as cli_main
-    return cli_main(argv)
+    if "--child" not in argv:
+        print("python -m sim.chaos runs only the child of a chaos run (--child); use `anfang chaos`",
+              file=sys.stderr)
+        return 2
+    return child_main(argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from sim.base import SimDevice, SimWorld
 from sim.broker import LocalBroker
 from sim.disk import FillableDiskStore
 from sim.faults import FaultProxy, SteppableClock
-from sim.registry import load_sim_type
+from sim.registry import driver_types, load_sim_type
 from sim.scenario import Action, Scenario
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,8 @@ class SimRun:
         for dev in self.devices.values():
             merge_fragment(raw, dev.config())
         merge_fragment(raw, self.overrides)
-        return parse_config(raw, base_dir=self.world.state_dir, source="simulated gateway config")
+        return parse_config(raw, base_dir=self.world.state_dir, source="simulated gateway config",
+                            driver_types=driver_types(raw))
 
     def run(self) -> int:
         self.world.state_dir.mkdir(parents=True, exist_ok=True)

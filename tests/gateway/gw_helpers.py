@@ -10,6 +10,7 @@ from typing import Any
 from gateway.config import GatewayConfig, parse_config
 from gateway.supervisor import Supervisor
 from sim.broker import LocalBroker
+from sim.registry import driver_types
 
 
 def gateway_config(state_dir: Path, broker: LocalBroker | None, *, probes: list[dict[str, Any]] | None = None,
@@ -26,7 +27,7 @@ def gateway_config(state_dir: Path, broker: LocalBroker | None, *, probes: list[
     if probes:
         raw["sim_probe"] = probes
     raw.update(extra or {})
-    return parse_config(raw)
+    return parse_config(raw, driver_types=driver_types(raw))
 
 
 class RunningGateway:

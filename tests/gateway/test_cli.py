@@ -33,9 +33,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_valid_config_passes(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(BASE.format(state=tmp_path) + '\n[[sim_probe]]\nname = "p1"\n')
-    r = run_cli("check-config", str(cfg))
+    r = run_cli("check-config", "--sim-drivers", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "ok" in r.stdout and "sim_probe" in r.stdout
+
+
+def test_the_simulators_probe_is_not_a_production_driver(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(BASE.format(state=tmp_path) + '\n[[sim_probe]]\nname = "p1"\n')
+    r = run_cli("check-config", str(cfg))
+    assert r.returncode == 2 and "sim_probe: unknown section" in r.stderr, r.stderr
+    assert "sim_probe" not in r.stderr.split("known:")[1], "not offered among the known sections"
 
 
 @pytest.mark.parametrize("body, key, words", [
@@ -56,7 +64,7 @@ def test_valid_config_passes(tmp_path: Path) -> None:
 def test_malformed_config_exit_2_and_names_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(body.format(state=tmp_path))
-    r = run_cli("check-config", str(cfg))
+    r = run_cli("check-config", "--sim-drivers", str(cfg))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert key in r.stderr and words in r.stderr, r.stderr
@@ -177,9 +185,10 @@ def test_a_gateway_without_cameras_does_not_load_the_vision_stack(tmp_path: Path
 import sys
 from gateway.cli import build_parser
 from gateway.config import parse_config
+from sim.registry import driver_types
 build_parser()
-cfg = parse_config({{"gateway": {{"site": "s1", "id": "gw1", "state_dir": "{tmp_path}"}},
-                    "sim_probe": [{{"name": "p"}}]}})
+raw = {{"gateway": {{"site": "s1", "id": "gw1", "state_dir": "{tmp_path}"}}, "sim_probe": [{{"name": "p"}}]}}
+cfg = parse_config(raw, driver_types=driver_types(raw))
 print(sorted(m for m in ("numpy", "scipy", "detection.detector", "pymodbus", "drivers.camera") if m in sys.modules))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -56,7 +56,7 @@ wait = false
 
 
 def start_gateway(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--sim-drivers", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -20,12 +20,14 @@ import pytest
 from gateway.config import load_config
 from gateway.configfile import ConfigError
 from sim.broker import BrokerTls, LocalBroker
+from sim.registry import driver_types
 from tests.certs import make_test_pki
 from tests.helpers import Subscriber, wait_until
 
 PASSWORD = "pw-7Qz-NEVER-PRINT-ME"
 PASSPHRASE = "pp-k3y-NEVER-PRINT-ME"
 PREFIX = "anfang/v1/s1/gw1"
+PROBE = driver_types({"sim_probe": []})    # the config below runs the simulator's probe driver
 
 
 def _secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -79,7 +81,7 @@ def test_no_secret_in_logs_events_health_status_or_replies(tmp_path: Path, pki,
            "keyfile_password": PASSPHRASE}
     sub = Subscriber(broker.host, broker.port, ["anfang/#"], tls=tls)
     cfg = _config(tmp_path, pki, broker.port)
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--log-level", "debug", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--log-level", "debug", "run", "--sim-drivers", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: len(sub.events()) >= 10 and sub.received(f"{PREFIX}/health"), 20,
@@ -95,7 +97,7 @@ def test_no_secret_in_logs_events_health_status_or_replies(tmp_path: Path, pki,
             proc.kill()
             proc.communicate()
         sub.close()
-    check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(cfg)],
+    check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--sim-drivers", str(cfg)],
                            capture_output=True, text=True, timeout=60)
     broker.close()
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -104,7 +106,7 @@ def test_no_secret_in_logs_events_health_status_or_replies(tmp_path: Path, pki,
     said = {"log": err.decode(errors="replace") + out.decode(errors="replace"),
             "check-config": check.stdout + check.stderr,
             "mqtt": "\n".join(m.payload.decode(errors="replace") for m in sub.received()),
-            "config repr": repr(load_config(cfg))}
+            "config repr": repr(load_config(cfg, PROBE))}
     assert json.loads(sub.received(f"{PREFIX}/health")[-1].payload)["buffer"]
     assert any(json.loads(m.payload).get("command") == "health" for m in sub.received("/reply/"))
     for where, text in said.items():
@@ -120,11 +122,11 @@ def test_secret_files_readable_by_others_are_refused(tmp_path: Path, pki, which:
     cfg = _config(tmp_path, pki, 8883, pw_mode=mode if which == "password" else 0o600,
                   pp_mode=mode if which == "passphrase" else 0o600)
     with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
+        load_config(cfg, PROBE)
     problems = [str(p) for p in exc.value.problems]
     assert len(problems) == 1 and problems[0].startswith(key), problems
     assert "readable by others" in problems[0] and "chmod 600" in problems[0]
     assert PASSWORD not in problems[0] and PASSPHRASE not in problems[0]
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(cfg)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--sim-drivers", str(cfg)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and key in r.stderr and PASSWORD not in r.stderr and PASSPHRASE not in r.stderr
