@@ -188,8 +188,9 @@ def test_daily_report_once_a_day(tmp_path, make_ctx, pty_device):
         # 14:00 and 20:00 not started; 02:00 was before the gateway started watching
         assert grounds["not_started"] == 2 and grounds["unaccounted"] == 1
         assert len(report.data["chain_head"]) == 64
-        clock.advance(3600)
-        drv.ctx.wait_event(lambda e: e.type == "checkin" or True)   # engine still ticking
+        clock.advance(150 * 60)                  # 02:36: the engine ticks on past the report time
+        drv.ctx.wait_event(lambda e: e.type == "round_not_started"
+                           and e.data["planned_start"].startswith("2026-11-24T02:00"))
     finally:
         drv.stop()
     assert len(drv.ctx.events("daily_report")) == 1
