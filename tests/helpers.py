@@ -12,6 +12,8 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+PREFIX = "anfang/v1/s1/gw1"     # the topic prefix of the tests' gateways (site s1, gateway gw1)
+
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
                message: str | Callable[[], str] = "condition") -> Any:
