@@ -61,7 +61,7 @@ class ManualClock:
 
 
 def iso_utc(ts: datetime) -> str:
-    """`2026-11-23T13:05:07.123Z`: UTC with milliseconds, as the contract's `ts`."""
+    """`2026-11-23T13:05:07.123Z`: UTC with milliseconds, as an event's `ts` (docs/mqtt.md)."""
     ts = ts.astimezone(timezone.utc)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 

@@ -137,7 +137,7 @@ class DriverHealth:
 class Driver(abc.ABC):
     """Base of every device driver."""
 
-    event_class: ClassVar[str] = "gateway"   # the contract's {class} for this driver's events
+    event_class: ClassVar[str] = "gateway"   # the topic's {class} for this driver's events (docs/mqtt.md)
     config_keys: ClassVar[tuple[str, ...]] = ()  # extra top-level config keys this driver owns
     stall_timeout: ClassVar[float] = 30.0      # seconds without progress() that count as a hang
 

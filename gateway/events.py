@@ -1,4 +1,4 @@
-"""The event record of the contract and the one place that builds it.
+"""The event record (docs/mqtt.md, "event") and the one place that builds it.
 
 A driver describes what happened as an `EventDraft` (class, device, type,
 severity, data, and the instant it happened at the device). The event store

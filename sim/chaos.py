@@ -20,10 +20,11 @@ clock stepped forward or back, state disk full (under a blackhole and a burst,
 so that it bites), a patrol reader unplugged, a Modbus panel answering
 garbage, the camera freezing.
 
-The verdict (`check_events`) holds the contract to account: every `seq` from
-1 to the last one given was delivered, or named in an `events_dropped` event;
-first deliveries arrive in `seq` order; a duplicate `id` always carries the
-same content; one `seq` is one `id`. Exit 0 when it holds, 1 when not.
+The verdict (`check_events`) holds the delivery promises of docs/mqtt.md to
+account: every `seq` from 1 to the last one given was delivered, or named in
+an `events_dropped` event; first deliveries arrive in `seq` order; a
+duplicate `id` always carries the same content; one `seq` is one `id`. Exit 0
+when it holds, 1 when not.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Verdict:
 
 def check_events(events: Iterable[dict[str, Any]], *, last_seq: int = 0,
                  buffered: Iterable[int] = ()) -> Verdict:
-    """Check events in arrival order against the delivery contract (see the module docstring).
+    """Check events in arrival order against the delivery promises (docs/mqtt.md; see the module docstring).
 
     `last_seq`: the last seq the gateway gave (from its store), if known;
     `buffered`: seqs still in its buffer (not lost, but not delivered: listed
