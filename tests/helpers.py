@@ -1,4 +1,5 @@
-"""Test helpers: polling with a deadline, and an MQTT subscriber that records what arrives."""
+"""Test helpers: polling with a deadline, an MQTT subscriber that records what arrives, a command
+request over MQTT 5, and the delivery check of a run's events."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 PREFIX = "anfang/v1/s1/gw1"     # the topic prefix of the tests' gateways (site s1, gateway gw1)
 
@@ -44,7 +48,8 @@ class Subscriber:
     """A real MQTT client subscribed to `topics`; records every message in arrival order."""
 
     def __init__(self, host: str, port: int, topics: list[str] | str, *, qos: int = 1,
-                 tls: dict[str, str] | None = None, persistent_id: str | None = None) -> None:
+                 tls: dict[str, str] | None = None, persistent_id: str | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
         """`persistent_id`: keep a session on the broker under that client id (MQTT 3.1.1,
         clean_session false), so QoS 1 messages published while this subscriber is cut off
         (broker restarted with persistence) are still delivered to it."""
@@ -59,6 +64,8 @@ class Subscriber:
             self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
         if tls:
             self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -93,11 +100,33 @@ class Subscriber:
         self.client.disconnect()
 
 
+def request(host: str, port: int, topic: str, payload: bytes, *, reply_topic: str | None = None,
+            correlation: bytes = b"corr-1", auth: tuple[str, str] | None = None,
+            timeout: float = 10.0) -> Received | None:
+    """A command as an upstream sends it (MQTT 5 Response Topic and Correlation Data);
+    the reply, or None if none came within `timeout`."""
+    reply_topic = reply_topic or f"test/replies/{uuid.uuid4().hex}"
+    sub = Subscriber(host, port, reply_topic, auth=auth)
+    try:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = correlation
+        sub.client.publish(topic, payload, qos=1, properties=props).wait_for_publish(5)
+        deadline = time.monotonic() + timeout
+        while not sub.received(reply_topic) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        replies = sub.received(reply_topic)
+        return replies[0] if replies else None
+    finally:
+        sub.close()
+
+
 def seq_report(events: list[dict[str, Any]]) -> tuple[set[int], list[int]]:
-    """(distinct seqs, seqs missing between 1 and the max)."""
-    seqs = {e["seq"] for e in events}
-    missing = [s for s in range(1, max(seqs, default=0) + 1) if s not in seqs]
-    return seqs, missing
+    """(distinct seqs, seqs missing between 1 and the max and not named by an `events_dropped`),
+    by the gateway's own delivery verdict (sim/chaos.py)."""
+    from sim.chaos import check_events
+
+    return {e["seq"] for e in events}, check_events(events).missing
 
 
 def child_pids(pid: int) -> list[int]:

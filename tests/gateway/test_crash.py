@@ -18,9 +18,7 @@ import pytest
 
 from gateway.store import read_outbox
 from sim.broker import LocalBroker
-from tests.helpers import Subscriber, child_pids, process_alive, wait_until
-
-PREFIX = "anfang/v1/s1/gw1"
+from tests.helpers import PREFIX, Subscriber, child_pids, process_alive, wait_until
 
 
 def write_config(path: Path, state: Path, broker: LocalBroker) -> Path:

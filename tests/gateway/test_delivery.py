@@ -13,9 +13,8 @@ from gateway.clock import SystemClock
 from gateway.events import EventDraft, event_schema
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
-from tests.helpers import Subscriber, seq_report, wait_until
+from tests.helpers import PREFIX, Subscriber, seq_report, wait_until
 
-PREFIX = "anfang/v1/s1/gw1"
 CLOCK = SystemClock()
 
 

@@ -21,9 +21,8 @@ from gateway.configfile import Problems
 from gateway.events import EventDraft
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
-from tests.helpers import Subscriber, wait_until
+from tests.helpers import PREFIX, Subscriber, wait_until
 
-PREFIX = "anfang/v1/s1/gw1"
 REPO = Path(__file__).resolve().parents[2]
 
 

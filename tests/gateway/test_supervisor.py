@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import uuid
 from pathlib import Path
-
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.sdnotify import SdNotifier
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config, probe_orders
-from tests.helpers import Subscriber, wait_until
-
-PREFIX = "anfang/v1/s1/gw1"
+from tests.helpers import PREFIX, Subscriber, request, wait_until
 
 
 def test_crashing_driver_is_reported_and_restarted_without_touching_others(tmp_path: Path, broker: LocalBroker) -> None:
@@ -99,23 +90,10 @@ def test_no_watchdog_while_a_driver_is_stalled(tmp_path: Path, broker: LocalBrok
 
 
 def _request(broker: LocalBroker, name: str, payload: bytes) -> dict:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    replies: list[mqtt.MQTTMessage] = []
-    reply_topic = f"test/replies/{uuid.uuid4().hex}"
-    client.on_message = lambda _c, _u, msg: replies.append(msg)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    subscribed = client.subscribe(reply_topic, qos=1)
-    assert subscribed[0] == 0
-    props = Properties(PacketTypes.PUBLISH)
-    props.ResponseTopic = reply_topic
-    props.CorrelationData = b"corr-42"
-    client.publish(f"{PREFIX}/cmd/{name}", payload, qos=1, properties=props)
-    wait_until(lambda: replies, 10, message=f"reply to {name}")
-    client.loop_stop()
-    client.disconnect()
-    assert replies[0].properties.CorrelationData == b"corr-42"
-    return json.loads(replies[0].payload)
+    reply = request(broker.host, broker.port, f"{PREFIX}/cmd/{name}", payload, correlation=b"corr-42")
+    assert reply is not None, f"no reply to {name}"
+    assert reply.properties.CorrelationData == b"corr-42"
+    return reply.json()
 
 
 def test_commands_answer_over_mqtt5_request_response(tmp_path: Path, broker: LocalBroker) -> None:

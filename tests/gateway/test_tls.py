@@ -11,9 +11,7 @@ from gateway.events import EventDraft
 from sim.broker import BrokerTls, LocalBroker
 from tests.certs import make_ca, make_test_pki
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
-from tests.helpers import Subscriber, wait_until
-
-PREFIX = "anfang/v1/s1/gw1"
+from tests.helpers import PREFIX, Subscriber, wait_until
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from gateway.uplink import Uplink
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
 from tests.gateway.test_delivery import emit_from_threads
-from tests.helpers import Subscriber, process_alive, seq_report, wait_until
+from tests.helpers import PREFIX, Subscriber, process_alive, seq_report, wait_until
 
-PREFIX = "anfang/v1/s1/gw1"
 CLOCK = SystemClock()
 
 

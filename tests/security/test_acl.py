@@ -11,19 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
-from tests.helpers import Subscriber, wait_until
+from tests.helpers import Subscriber, request, wait_until
 
 PASSWORDS = {"gw1": "gw1-Pa55-word", "gw2": "gw2-Pa55-word"}
 ACL = """
@@ -69,29 +64,10 @@ def _password_file(tmp_path: Path, user: str) -> Path:
 def _request(broker: LocalBroker, topic: str, payload: bytes, *, user: str | None = None,
              timeout: float = 3.0) -> dict[str, Any] | None:
     """An MQTT 5 request; the reply, or None if none came within `timeout`."""
-    replies: list[mqtt.MQTTMessage] = []
-    got = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    if user:
-        client.username_pw_set(user, PASSWORDS[user])
     reply_topic = "anfang/v1/s1/gw1/reply/test-centre" if user is None else f"anfang/v1/s1/{user}/reply/x"
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_a: subscribed.set()
-    client.on_message = lambda _c, _u, m: (replies.append(m), got.set())
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        client.subscribe(reply_topic, qos=1)
-        assert subscribed.wait(5)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = reply_topic
-        props.CorrelationData = b"c1"
-        client.publish(topic, payload, qos=1, properties=props).wait_for_publish(5)
-        got.wait(timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return json.loads(replies[0].payload) if replies else None
+    reply = request(broker.host, broker.port, topic, payload, reply_topic=reply_topic, timeout=timeout,
+                    auth=(user, PASSWORDS[user]) if user else None)
+    return reply.json() if reply else None
 
 
 def test_gateway_works_within_its_acl(tmp_path: Path, acl_broker: LocalBroker) -> None:

@@ -22,11 +22,10 @@ from gateway.configfile import ConfigError
 from sim.broker import BrokerTls, LocalBroker
 from sim.registry import driver_types
 from tests.certs import make_test_pki
-from tests.helpers import Subscriber, wait_until
+from tests.helpers import PREFIX, Subscriber, wait_until
 
 PASSWORD = "pw-7Qz-NEVER-PRINT-ME"
 PASSPHRASE = "pp-k3y-NEVER-PRINT-ME"
-PREFIX = "anfang/v1/s1/gw1"
 PROBE = driver_types({"sim_probe": []})    # the config below runs the simulator's probe driver
 
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import threading
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.camera import CameraDriver
 from gateway.configfile import Problems
 from sim.base import SimWorld, UnknownAction
 from sim.camera import CameraSim
-from tests.conftest import wait_until
+from tests.helpers import Subscriber, wait_until
 
 SMALL = {"width": 480, "height": 270, "fps": 12.5, "floors": 16, "seed": 5, "pre_s": 1.0, "post_s": 1.0}
 
@@ -134,39 +131,21 @@ def test_anfang_sim_uploads_evidence_a_subscriber_receives(broker, tmp_path: Pat
 
     scenario = Scenario(name="camera-e2e", duration=60, devices=[DeviceSpec("camera", "tower-9", dict(SMALL))],
                         actions=[Action(at=0.5, do="throw", device="tower-9", params={"floor": 9})])
-    got: dict[str, list] = {"events": [], "evidence": []}
-    lock = threading.Lock()
-
-    def on_message(_c, _u, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            if "/evidence/" in msg.topic:
-                got["evidence"].append((msg.topic, bytes(msg.payload)))
-            else:
-                got["events"].append(json.loads(msg.payload))
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="camera-e2e-subscriber", protocol=mqtt.MQTTv5)
-    sub.on_message = on_message
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect(broker.host, broker.port)
-    sub.subscribe([("anfang/v1/sim/gw1/evidence/#", 1), ("anfang/v1/sim/gw1/event/camera/#", 1)])
-    sub.loop_start()
-    assert subscribed.wait(5)
+    sub = Subscriber(broker.host, broker.port, ["anfang/v1/sim/gw1/evidence/#", "anfang/v1/sim/gw1/event/camera/#"])
     run = runner.SimRun(scenario, broker_url=broker.url, state_dir=tmp_path / "run", out=io.StringIO())
     t = threading.Thread(target=run.run, daemon=True)
     t.start()
     try:
         def done():
-            with lock:
-                alarm = next((e for e in got["events"] if e["type"] == "thrown_object"), None)
-                saved = next((e for e in got["events"] if e["type"] == "evidence_saved"), None)
-                return (alarm, saved, list(got["evidence"])) if alarm and saved and len(got["evidence"]) >= 2 else None
-        alarm, saved, evidence = wait_until(done, timeout=40, message=lambda: f"alarm and evidence; got {got['events']}")
+            events, evidence = sub.events(), [(m.topic, m.payload) for m in sub.received("/evidence/")]
+            alarm = next((e for e in events if e["type"] == "thrown_object"), None)
+            saved = next((e for e in events if e["type"] == "evidence_saved"), None)
+            return (alarm, saved, evidence) if alarm and saved and len(evidence) >= 2 else None
+        alarm, saved, evidence = wait_until(done, timeout=40, message=lambda: f"alarm and evidence; got {sub.events()}")
     finally:
         run.request_stop()
         t.join(30)
-        sub.loop_stop()
-        sub.disconnect()
+        sub.close()
     assert alarm["class"] == "camera" and alarm["device"] == "tower-9" and alarm["severity"] == "alarm"
     assert abs(alarm["data"]["floor"] - 9) <= 1
     topic = f"anfang/v1/sim/gw1/evidence/{alarm['id']}"

@@ -13,6 +13,7 @@ from sim.base import SimWorld, UnknownAction
 from sim.fire_pump import FirePumpSim
 from drivers.fire_pump.regmap import decode_block, load_map, plan_reads
 from drivers.fire_pump.poller import Endpoint, Link, PanelPoll
+from tests.helpers import wait_until
 
 
 def read_once(sim: FirePumpSim, unit: int | None = None, timeout: float = 0.3) -> tuple[bool, dict, str]:
@@ -32,11 +33,6 @@ def read_once(sim: FirePumpSim, unit: int | None = None, timeout: float = 0.3) -
     for block, data in res.data:
         values.update(decode_block(block, data)[0])
     return res.ok, values, res.reason
-
-
-def wait_until(pred, timeout=5.0):
-    from tests.helpers import wait_until as poll
-    return poll(pred, timeout, interval=0.02)
 
 
 @pytest.fixture

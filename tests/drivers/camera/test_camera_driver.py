@@ -11,8 +11,8 @@ import pytest
 
 from drivers.camera import CameraDriver, subsample_track
 from gateway.configfile import Problems
-from tests.conftest import wait_until
 from tests.drivers.camera.streams import SilentServer, encode_h264
+from tests.helpers import wait_until
 
 CAL = {"floors": [{"floor": f, "y": 250.0 - 10.0 * f} for f in range(1, 24)]}   # 270 px high frames
 RNG = np.random.default_rng(11)

@@ -72,8 +72,3 @@ def rig(make_ctx: Callable[..., Any], tmp_path: Path) -> Iterator[Rig]:
         yield r
     finally:
         r.close()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    from tests.helpers import wait_until
-    return wait_until(pred, timeout, interval=0.02, message=what)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.configfile import Problems
 from drivers.fire_pump.regmap import load_map
-from tests.drivers.fire_pump.conftest import wait_for
+from tests.helpers import wait_until
 
 DIESEL_ALARMS = [p.name for p in load_map("diesel", Problems()).by_role("alarm")]
 
@@ -18,8 +18,8 @@ def test_two_panels_on_one_bus_each_report_their_own_alarms(rig):
     diesel = rig.sim("diesel-1", transport="rtu", unit=2, map="diesel")
     ctx = rig.start()
     assert rig.config()["fire_pump"][0]["serial_port"].startswith("/dev/pts/")
-    wait_for(ok(rig, "elec-1"), what="electric panel polled")
-    wait_for(ok(rig, "diesel-1"), what="diesel panel polled")
+    wait_until(ok(rig, "elec-1"), message="electric panel polled")
+    wait_until(ok(rig, "diesel-1"), message="diesel panel polled")
     electric.act("phase_loss", {})
     ev = ctx.wait_event("phase_loss")
     assert ev.device == "elec-1"
@@ -37,7 +37,7 @@ def test_two_panels_on_one_bus_each_report_their_own_alarms(rig):
 def test_diesel_weekly_run_and_not_in_auto(rig):
     diesel = rig.sim("diesel-1", transport="rtu", unit=2, map="diesel")
     ctx = rig.start()
-    wait_for(ok(rig, "diesel-1"), what="diesel panel polled")
+    wait_until(ok(rig, "diesel-1"), message="diesel panel polled")
     diesel.act("weekly_test", {"run_s": 0.5})
     started = ctx.wait_event("pump_started")
     assert started.data["cause"] == "weekly_test"
@@ -52,13 +52,13 @@ def test_dead_panel_beside_a_live_one_on_one_bus(rig):
     live = rig.sim("live", transport="rtu", unit=1, map="electric", poll_s=0.2, timeout_s=0.3)
     dead = rig.sim("dead", transport="rtu", unit=2, map="electric", poll_s=0.5, timeout_s=0.3)
     ctx = rig.start()
-    wait_for(ok(rig, "live"), what="live panel polled")
+    wait_until(ok(rig, "live"), message="live panel polled")
     dead.act("panel_offline", {})
     ctx.wait_event(lambda e: e.type == "comm_loss" and e.device == "dead")
     # the live panel's own clock: its request times over a window while the dead one times out
     blocks = 2                                          # the electric map is read in two requests
     window_start = live.requests_of()[-1]
-    wait_for(lambda: live.requests_of()[-1] - window_start >= 4.0, timeout=8, what="a 4 s window")
+    wait_until(lambda: live.requests_of()[-1] - window_start >= 4.0, timeout=8, message="a 4 s window")
     times = live.requests_of(window_start)
     span = times[-1] - times[0]
     polls_per_s = (len(times) - 1) / blocks / span
@@ -76,7 +76,7 @@ def test_dead_panel_beside_a_live_one_on_one_bus(rig):
 def test_crc_errors_and_exception_replies_are_comm_loss_then_restore(rig):
     panel = rig.sim("p1", transport="rtu", unit=3, map="electric")
     ctx = rig.start()
-    wait_for(ok(rig, "p1"), what="first poll")
+    wait_until(ok(rig, "p1"), message="first poll")
     panel.act("garbage_replies", {"mode": "crc"})
     lost = ctx.wait_event("comm_loss")
     assert "timeout" in lost.data["reason"]            # a frame with a bad CRC is no reply at all
@@ -92,7 +92,7 @@ def test_crc_errors_and_exception_replies_are_comm_loss_then_restore(rig):
 def test_panel_reboot_mid_poll_on_the_bus(rig):
     panel = rig.sim("p1", transport="rtu", unit=1, map="generic")
     ctx = rig.start()
-    wait_for(ok(rig, "p1"), what="first poll")
+    wait_until(ok(rig, "p1"), message="first poll")
     panel.act("reboot", {"duration": 0.5, "busy_s": 0.5})
     ctx.wait_event("comm_loss")
     ctx.wait_event("comm_loss_restore")
@@ -116,8 +116,8 @@ def test_missing_serial_port_is_comm_loss_and_the_driver_keeps_trying(make_ctx, 
     try:
         ev = ctx.wait_event("comm_loss")
         assert "cannot connect" in ev.data["reason"]
-        h = wait_for(lambda: (h := driver.health()).counters.get("polls_failed", 0) >= 4 and h,
-                     what="more failed polls")
+        h = wait_until(lambda: (h := driver.health()).counters.get("polls_failed", 0) >= 4 and h,
+                     message="more failed polls")
         assert h.state == "degraded" and h.devices["p1"] == "comm_loss"
     finally:
         t0 = time.monotonic()

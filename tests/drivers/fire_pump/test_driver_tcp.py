@@ -10,7 +10,7 @@ from gateway.clock import ManualClock
 from gateway.configfile import Problems
 from gateway.driver import CommandRefused
 from drivers.fire_pump.regmap import load_map
-from tests.drivers.fire_pump.conftest import wait_for
+from tests.helpers import wait_until
 
 ELECTRIC_ALARMS = [p.name for p in load_map("electric", Problems()).by_role("alarm")]
 
@@ -18,19 +18,19 @@ ELECTRIC_ALARMS = [p.name for p in load_map("electric", Problems()).by_role("ala
 def test_quiet_panel_gives_telemetry_and_no_alarms(rig):
     rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: any(d == "pump-1" and "discharge_pressure" in v for d, v in ctx.telemetry_seen),
-             what="telemetry")
+    wait_until(lambda: any(d == "pump-1" and "discharge_pressure" in v for d, v in ctx.telemetry_seen),
+             message="telemetry")
     _, values = next((d, v) for d, v in ctx.telemetry_seen if d == "pump-1")
     assert 5.0 < values["discharge_pressure"] < 8.0 and values["mode"] == "auto"
     assert values["voltage_l1"] == 380.0 and values["running"] is False
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="device ok")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="device ok")
     assert [e.type for e in ctx.events()] == []
 
 
 def test_every_alarm_and_its_restore(rig):
     sim = rig.sim("pump-1", operator_stop_after_s=0.5)
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     for alarm in ELECTRIC_ALARMS:
         sim.act("set_alarm", {"alarm": alarm})
         ev = ctx.wait_event(alarm)
@@ -42,13 +42,13 @@ def test_every_alarm_and_its_restore(rig):
 def test_phase_loss_and_power_loss_actions_with_restore(rig):
     sim = rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act("phase_loss", {"duration": 0.5})
     assert ctx.wait_event("phase_loss").severity == "alarm"
     ctx.wait_event("phase_loss_restore")
     sim.act("power_loss", {})
     assert ctx.wait_event("power_loss").severity == "critical"
-    wait_for(lambda: any(v.get("voltage_l2") == 0.0 for d, v in ctx.telemetry_seen), what="0 V telemetry")
+    wait_until(lambda: any(v.get("voltage_l2") == 0.0 for d, v in ctx.telemetry_seen), message="0 V telemetry")
     sim.act("clear", {})
     ctx.wait_event("power_loss_restore")
 
@@ -56,7 +56,7 @@ def test_phase_loss_and_power_loss_actions_with_restore(rig):
 def test_pressure_drop_starts_the_pump_with_cause_and_start_pressure(rig):
     sim = rig.sim("pump-1", operator_stop_after_s=1.0)
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act("pressure_drop", {"to": 4.5})
     started = ctx.wait_event("pump_started")
     assert started.data["cause"] == "pressure" and started.data["mode"] == "auto"
@@ -70,7 +70,7 @@ def test_pressure_drop_starts_the_pump_with_cause_and_start_pressure(rig):
 def test_fail_to_start(rig):
     sim = rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act("fail_to_start", {})
     assert ctx.wait_event("fail_to_start").severity == "critical"
     assert ctx.events("pump_started") == []
@@ -99,7 +99,7 @@ def test_switch_to_manual_is_not_in_auto(rig):
 def test_comm_loss_and_restore_polling_carries_on(rig, action, params):
     sim = rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act(action, params)
     lost = ctx.wait_event("comm_loss")
     assert lost.severity == "warning" and lost.data["failed_polls"] == 3
@@ -117,7 +117,7 @@ def test_comm_loss_and_restore_polling_carries_on(rig, action, params):
 def test_panel_reboot_mid_poll_recovers(rig):
     sim = rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act("reboot", {"duration": 0.6, "busy_s": 0.4})
     ctx.wait_event("comm_loss")
     ctx.wait_event("comm_loss_restore")
@@ -127,7 +127,7 @@ def test_panel_reboot_mid_poll_recovers(rig):
 def test_reconnects_after_the_server_is_gone_and_back(rig):
     sim = rig.sim("pump-1")
     ctx = rig.start()
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.stop()
     ctx.wait_event("comm_loss")
     sim._stop.clear()
@@ -164,7 +164,7 @@ max = 40
     ctx = rig.start(overrides={"pump-1": {"map": str(wrong)}})
     ev = ctx.wait_event("data_fault")
     assert ev.data["point"] == "discharge_pressure" and "above the possible 40" in ev.data["reason"]
-    wait_for(lambda: ctx.telemetry_seen, what="telemetry")
+    wait_until(lambda: ctx.telemetry_seen, message="telemetry")
     assert all("discharge_pressure" not in v for _, v in ctx.telemetry_seen)
     assert rig.driver.health().devices["pump-1"] == "data_fault"
 
@@ -173,7 +173,7 @@ def test_write_without_allow_write_is_refused_and_never_sent(rig):
     sim = rig.sim("pump-1")
     ctx = rig.start(overrides={"pump-1": {"write": [{"address": 40, "allow_write": True, "note": "reset"},
                                                     {"address": 41, "allow_write": False}]}})
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     write = rig.driver.commands()["fire_pump_write"]
     for address in (1, 41):                               # not named / named without allow_write
         with pytest.raises(CommandRefused, match="allow_write"):
@@ -193,8 +193,8 @@ def test_status_command(rig):
     sim = rig.sim("pump-1")
     rig.start()
     sim.act("set_alarm", {"alarm": "overcurrent"})
-    st = wait_for(lambda: (s := rig.driver.commands()["fire_pump_status"]({}))["pump-1"]["alarms"] and s,
-                  what="status with alarm")
+    st = wait_until(lambda: (s := rig.driver.commands()["fire_pump_status"]({}))["pump-1"]["alarms"] and s,
+                  message="status with alarm")
     assert st["pump-1"]["alarms"] == ["overcurrent"] and st["pump-1"]["mode"] == "auto"
 
 
@@ -202,7 +202,7 @@ def test_weekly_run_recorded_and_overdue_found_on_an_injected_clock(rig):
     clock = ManualClock(datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc))
     sim = rig.sim("pump-1")
     ctx = rig.start(clock=clock)
-    wait_for(lambda: rig.driver.health().devices.get("pump-1") == "ok", what="first poll")
+    wait_until(lambda: rig.driver.health().devices.get("pump-1") == "ok", message="first poll")
     sim.act("weekly_test", {"run_s": 1.0})
     started = ctx.wait_event("pump_started")
     assert started.data["cause"] == "weekly_test" and started.severity == "info"

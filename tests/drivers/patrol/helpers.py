@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from gateway.configfile import Problems
 
 from drivers.patrol.plan import Plan, Registry, load_plan, load_registry
+from tests.helpers import wait_until
 
 TZ = "Asia/Shanghai"
 ZHANG = "0100D507D0"      # EM4100 guard card
@@ -88,14 +89,8 @@ def load(tmp: Path, registry: str = REGISTRY, plan: str = PLAN) -> tuple[Registr
     return reg, pl
 
 
-def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
-    """Poll with a deadline (no sleeping as synchronisation)."""
-    from tests.helpers import wait_until
-    return wait_until(predicate, timeout, message=what)
-
-
 def reader_up(driver, name: str, timeout: float = 5.0) -> None:
-    wait_for(lambda: driver.health().devices.get(name) == "ok", timeout, f"reader {name} open")
+    wait_until(lambda: driver.health().devices.get(name) == "ok", timeout, message=f"reader {name} open")
 
 
 def local(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> datetime:

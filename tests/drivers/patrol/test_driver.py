@@ -20,7 +20,9 @@ from drivers.patrol.wiegand import encode26
 from sim.base import SimWorld
 from sim.patrol import Pn532Sim, PtyDevice, WiegandSim
 
-from .helpers import LI, REGISTRY, WANG, ZHANG, local, reader_up, wait_for, write_plan
+from tests.helpers import wait_until
+
+from .helpers import LI, REGISTRY, WANG, ZHANG, local, reader_up, write_plan
 
 READERS_REG = REGISTRY + """
 [[checkpoint]]
@@ -90,7 +92,7 @@ def test_unplugged_reader_is_a_fault_and_comes_back(tmp_path, make_ctx, pty_devi
         pty_device.unplug()                      # the USB adapter is pulled out
         fault = drv.ctx.wait_event("reader_fault")
         assert fault.device == "r-gate" and fault.data["port"] == str(pty_device.link)
-        wait_for(lambda: drv.health().state == "degraded", what="driver degraded")
+        wait_until(lambda: drv.health().state == "degraded", message="driver degraded")
         assert "r-gate" in drv.health().detail
         pty_device.plug()                        # back, on a new /dev/pts/N behind the same link
         restore = drv.ctx.wait_event("reader_restore", timeout=10)
@@ -259,7 +261,7 @@ def test_a_restarted_driver_carries_on_the_round_in_progress(tmp_path, make_ctx,
         assert len(second.engine.rounds) == 1     # the 08:00 round is still in progress
         clock.advance(50 * 60)                    # past the start window and every checkpoint window
         second.ctx.wait_event("checkpoint_missed")
-        wait_for(lambda: not second.engine.rounds, what="round finished")
+        wait_until(lambda: not second.engine.rounds, message="round finished")
     finally:
         second.stop()
     assert first.ctx.events("round_not_started") == []
