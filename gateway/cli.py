@@ -5,8 +5,10 @@ The gateway's own commands are defined here. Every other sub-command (`sim`,
 `anfang.commands`, as drivers come from `anfang.drivers`: each entry names an
 `add_commands(subparsers)` function, so an integrator's package brings its own
 commands and this module imports none of them. They are loaded only when the
-command line asks for something other than a gateway command, which keeps
-`anfang run` as lean as a gateway without them (start-up time, resident memory).
+command line asks for something other than a gateway command (the entry point
+named like that command first, the others only if it does not add it), which
+keeps `anfang run` as lean as a gateway without them (start-up time, resident
+memory).
 
 Exit codes: 0 ok, 2 bad usage or bad config, 1 anything else. Errors are one
 clear line on stderr (`anfang: ...`), never a bare traceback; `--debug` adds
@@ -148,7 +150,9 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; for a gateway `command` without the plug-ins' commands, for another one
+    first the entry point of that name, and all of them only if it does not add `command`."""
     parser = argparse.ArgumentParser(prog="anfang", description="anfang-gateway: building security gateway")
     parser.add_argument("--version", action="version", version=f"anfang-gateway {__version__}")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -175,16 +179,20 @@ def build_parser(with_plugins: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of an event")
     p.set_defaults(func=cmd_schema)
 
-    if with_plugins:
-        _add_plugin_commands(sub)
+    if command not in CORE_COMMANDS:
+        _add_plugin_commands(sub, command)
     return parser
 
 
-def _add_plugin_commands(sub: Any) -> None:
-    """Every `anfang.commands` entry point adds its sub-commands; one that cannot load is skipped."""
+def _add_plugin_commands(sub: Any, command: str | None) -> None:
+    """`anfang.commands` entry points add their sub-commands: the one named `command` first,
+    the others unless it added `command`. One that cannot load is skipped."""
     from importlib.metadata import entry_points
 
-    for ep in sorted(entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda e: e.name):
+    eps = sorted(entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda e: (e.name != command, e.name))
+    for ep in eps:
+        if command is not None and command in sub.choices:
+            return
         try:
             ep.load()(sub)
         except ImportError as exc:      # an optional extra not installed: its commands are absent
@@ -209,7 +217,7 @@ def command_word(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(with_plugins=command_word(argv) not in CORE_COMMANDS)
+    parser = build_parser(command_word(argv))
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.debug)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

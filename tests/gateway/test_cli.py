@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -194,3 +195,23 @@ print(sorted(m for m in ("numpy", "scipy", "detection.detector", "pymodbus", "dr
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_sub_commands_come_from_entry_points_and_only_when_asked() -> None:
+    """`anfang --help` lists every package's commands; `anfang run` imports none of their modules,
+    `anfang sim` only the simulator's."""
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for command in ("run", "check-config", "outbox", "schema", "sim", "chaos", "detect", "patrol-verify",
+                    "patrol-report", "pump-report"):
+        assert re.search(rf"^\s+{command}\s", r.stdout, re.M), f"{command} missing from anfang --help"
+    code = """
+import sys
+from gateway.cli import build_parser
+build_parser(sys.argv[1])
+print(sorted(m for m in ("sim.cli", "sim.chaos", "detection.cli", "drivers.patrol.cli", "drivers.fire_pump.cli")
+             if m in sys.modules))
+"""
+    loaded = {word: subprocess.run([sys.executable, "-c", code, word], capture_output=True, text=True,
+                                   timeout=60).stdout.strip() for word in ("run", "sim")}
+    assert loaded == {"run": "[]", "sim": "['sim.chaos', 'sim.cli']"}
