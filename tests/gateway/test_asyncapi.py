@@ -159,3 +159,7 @@ def test_a_running_gateway_publishes_only_what_the_document_describes(
     assert set(checked) >= sent_on | {"responseTopic"}, checked
     replies = [m.json() for m in sub.received("test/replies/")]
     assert replies[0]["ok"] is True and replies[1]["ok"] is False
+    evidence = sub.received("/evidence/")[0]
+    assert evidence.topic == f"{PREFIX}/evidence/{first['id']}" and evidence.payload == snapshot.read_bytes()
+    assert evidence.properties.ContentType == "image/jpeg"
+    assert set(evidence.properties.UserProperty) == {("name", "snapshot.jpg"), ("event_id", first["id"])}
