@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sim.subscriber import EventSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -138,32 +137,22 @@ def check_events(events: Iterable[dict[str, Any]], *, last_seq: int = 0,
 
 # -- the verdict subscriber ----------------------------------------------------------
 class EventRecorder:
-    """A persistent MQTT 3.1.1 session on the gateway's event topics; records every event in arrival order."""
+    """Records every event a persistent session on the gateway's event topics receives, in arrival order."""
 
-    def __init__(self, host: str, port: int, prefix: str = PREFIX, client_id: str | None = None) -> None:
+    def __init__(self, host: str, port: int, prefix: str = PREFIX) -> None:
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"anfang-chaos-verdict-{random.randrange(1 << 30)}",
-                                  protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
-        self.client.on_connect = lambda c, *_a: c.subscribe(f"{prefix}/event/#", qos=1)
-        self.client.on_subscribe = lambda *_a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.1, 1)
-        self.client.connect_async(host, port, keepalive=10)
-        self.client.loop_start()
+        self.subscriber = EventSubscriber(host, port, prefix, self._record, name="anfang-chaos-verdict",
+                                          on_malformed=lambda payload: self._record(
+                                              {"malformed": payload[:80].decode(errors="replace")}),
+                                          reconnect_max_s=1.0, keepalive_s=10).start()
+
+    def _record(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(event)
 
     def wait_subscribed(self, timeout: float = 10.0) -> bool:
-        return self._subscribed.wait(timeout)
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            ev = json.loads(msg.payload)
-        except ValueError:
-            ev = {"malformed": msg.payload[:80].decode(errors="replace")}
-        with self._lock:
-            self.events.append(ev)
+        return self.subscriber.wait_subscribed(timeout)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -174,11 +163,7 @@ class EventRecorder:
             return max((e.get("seq", 0) for e in self.events if isinstance(e.get("seq"), int)), default=0)
 
     def close(self) -> None:
-        self.client.loop_stop()
-        try:
-            self.client.disconnect()
-        except Exception:
-            pass
+        self.subscriber.close()
 
 
 # -- the child: a SimRun taking fault orders on stdin ---------------------------------

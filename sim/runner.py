@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 from urllib.parse import urlparse
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.configfile import ConfigError, Problem
@@ -43,6 +41,7 @@ from sim.disk import FillableDiskStore
 from sim.faults import FaultProxy, SteppableClock
 from sim.registry import driver_types, load_sim_type
 from sim.scenario import Action, Scenario
+from sim.subscriber import EventSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -62,50 +61,16 @@ def merge_fragment(config: dict[str, Any], fragment: dict[str, Any]) -> None:
 
 
 class EventPrinter:
-    """Subscribes to the gateway's topics and prints each event as a JSON line."""
+    """Prints each event a subscriber receives as one JSON line on `out`."""
 
-    def __init__(self, host: str, port: int, prefix: str, out: TextIO,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.on_event = on_event
-        self.count = 0
         self._lock = threading.Lock()
-        # A persistent session (clean_session false), so that events the gateway forwards
-        # while the printer is still reconnecting after a broker outage are kept for it.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anfang-sim-printer-{random.randrange(1 << 30)}",
-                                  protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
-        self._subscribed = threading.Event()
-        self.client.on_connect = lambda c, *_a: c.subscribe(f"{prefix}/event/#", qos=1)
-        self.client.on_subscribe = lambda *_a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 2)
-        self.host, self.port = host, port
 
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            event = json.loads(msg.payload)
-        except ValueError:
-            return
+    def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self.count += 1
             self.out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
             self.out.flush()
-        if self.on_event:
-            self.on_event(event)
-
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
-
-    def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=15)
-        self.client.loop_start()
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        try:
-            self.client.disconnect()
-        except Exception:
-            pass
 
 
 class SimRun:
@@ -172,10 +137,9 @@ class SimRun:
                 host, port = self.proxy.host, self.proxy.port
                 log.info("gateway reaches the broker through a fault proxy on %s", self.proxy.url)
             config = self.build_config(host, port)
-            printer = (EventPrinter(printer_host, printer_port, config.topic_prefix, self.out)
-                       if self.print_events else None)
+            printer = (EventSubscriber(printer_host, printer_port, config.topic_prefix, EventPrinter(self.out),
+                                       name="anfang-sim-printer").start() if self.print_events else None)
             if printer:
-                printer.start()
                 printer.wait_subscribed(10)
             for dev in self.devices.values():
                 dev.start()
@@ -199,7 +163,7 @@ class SimRun:
                 while time.monotonic() < deadline and printer.count != seen:
                     seen = printer.count
                     time.sleep(0.3)
-                printer.stop()
+                printer.close()
             return 0
         finally:
             self.stop_event.set()
