@@ -179,8 +179,12 @@ class Uplink:
         self._feed.set()
 
     def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None) -> bool:
-        if not self.stats.connected:
-            return False
+        """Hand a command reply to the child, which queues it on its connection.
+
+        Not gated on `stats.connected`: that is the child's last report, which
+        lags behind the connection (a command can arrive before the first
+        stats message does), and the child knows better whether it can send.
+        """
         return self._send(("reply", topic, payload, correlation))
 
     # -- to the child ----------------------------------------------------

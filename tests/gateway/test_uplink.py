@@ -116,3 +116,18 @@ def test_emit_many_commits_together_in_order(make_ctx) -> None:
     assert [e.type for e in events] == ["phase_loss", "not_in_auto", "comm_loss"]
     assert events[0].data == {"phase": "L2"} and events[0].cls == "fire_pump"
     assert ctx.store.commits == commits + 1, "one transaction, one fsync"
+
+
+def test_a_command_that_arrives_as_soon_as_the_gateway_is_online_is_answered(tmp_path: Path, broker: LocalBroker) -> None:
+    """The gateway process learns that the child is connected from the child's stats, up to
+    0.1 s later; a command the broker hands over before that must still get its reply."""
+    from tests.helpers import request
+
+    status = Subscriber(broker.host, broker.port, f"{PREFIX}/status")
+    with RunningGateway(gateway_config(tmp_path, broker)):
+        wait_until(lambda: any(m.json().get("state") == "online" for m in status.received()), 15,
+                   message="the gateway's status online")
+        reply = request(broker.host, broker.port, f"{PREFIX}/cmd/ping", b"{}", timeout=5.0)
+    status.close()
+    assert reply is not None, "no reply to a command sent right after the gateway came online"
+    assert reply.json()["ok"] is True
