@@ -1,7 +1,7 @@
 """The facade of generator B: storeys, a window grid with frames, balconies, AC units, sky, ground, trees.
 
 The layout is drawn once per clip (`draw_facade`) and rendered by casting one
-ray per pixel through the camera (`render_maps`), 2 x 2 supersampled, into
+ray per pixel through the camera (`render_maps`), blurred by the optics, into
 reflectance maps for visible light and for the camera's infrared illuminator:
 glass is dark in IR and foliage bright, so the IR-cut switch is a large global
 change, as on a real camera. The maps also say which window each pixel shows,
@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from sim.facade.camera import Camera
 
-SUPERSAMPLE = 2              # rays per pixel along each axis for the static background
+SUPERSAMPLE = 1              # rays per pixel along each axis for the static background
+OPTICS_SIGMA_PX = 0.6        # blur of the lens and demosaicing (Gaussian sigma, pixels)
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,8 @@ def render_maps(cam: Camera, fa: Facade) -> SceneMaps:
     rng_m = np.where(sky, 1e4, rng_m)
 
     def down(a: np.ndarray) -> np.ndarray:
-        return a.reshape(h, s, w, s).mean(axis=(1, 3)).astype(np.float32)
+        a = a.reshape(h, s, w, s).mean(axis=(1, 3)).astype(np.float32)
+        return ndimage.gaussian_filter(a, OPTICS_SIGMA_PX)
 
     wid_c = wid.reshape(h, s, w, s)[:, s // 2, :, s // 2].astype(np.int32)
     return SceneMaps(albedo_vis=down(vis), albedo_ir=down(ir), range_m=down(rng_m), sky=down(sky.astype(np.float32)),

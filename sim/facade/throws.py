@@ -110,7 +110,7 @@ def throw_path(spec: ThrowSpec, cam: Camera, fa: Facade, maps: SceneMaps, lighti
         if len(first_gone):
             last = int(first_gone[0]) - 1
         size_px = float(np.median(np.sqrt(size * size * aspect)[after & seen]))
-        t_land = spec.t_release + float(t[last])
+        t_land = min(spec.t_release + float(t[last]), seconds)
     else:
         size_px, t_land = 0.0, spec.t_release
     vacuum = math.sqrt(max(0.0, spec.v_up_mps ** 2 + 2 * G * (p0[2])))

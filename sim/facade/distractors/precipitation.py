@@ -26,6 +26,20 @@ COARSE = 4                   # downscale of the defocus layer
 STREAK_STEP_PX = 1.0
 
 
+def upsample(a: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
+    """Bilinear enlargement of `a` by an integer factor k, cut to h x w (separable, two gathers per axis)."""
+    def axis_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = (np.arange(n_out) + 0.5) / k - 0.5
+        i0 = np.clip(np.floor(x).astype(int), 0, n_in - 1)
+        i1 = np.clip(i0 + 1, 0, n_in - 1)
+        f = np.clip(x - np.floor(x), 0, 1).astype(np.float32)
+        return i0, i1, f
+    r0, r1, fr = axis_weights(h, a.shape[0])
+    rows = a[r0] * (1 - fr)[:, None] + a[r1] * fr[:, None]
+    c0, c1, fc = axis_weights(w, a.shape[1])
+    return rows[:, c0] * (1 - fc)[None, :] + rows[:, c1] * fc[None, :]
+
+
 @dataclass
 class Precipitation(Distractor):
     count: int                   # particles simulated in the near volume
@@ -104,8 +118,7 @@ class Precipitation(Distractor):
             coarse = np.zeros((h // COARSE + 1, w // COARSE + 1), dtype=np.float32)
             self._splat(coarse, ua[near] / COARSE, va[near] / COARSE, ub[near] / COARSE, vb[near] / COARSE,
                         energy[near] / COARSE ** 2, 1)
-            up = ndimage.zoom(ndimage.uniform_filter(coarse, 3), COARSE, order=1)[:h, :w]
-            img[: up.shape[0], : up.shape[1]] += up
+            img += upsample(ndimage.uniform_filter(coarse, 3), COARSE, h, w)
 
     @staticmethod
     def _splat(img: np.ndarray, ua, va, ub, vb, energy, _unused) -> None:
