@@ -22,6 +22,8 @@ from scipy import ndimage
 from sim.facade.distractors.base import Distractor, FrameContext, SceneContext
 
 NEAR_M = 1.5                 # particles nearer than this are out of focus
+GLINT_MAX = 30.0             # brightest a particle gets, relative to a white wall in full light: a drop near
+                             # the IR illuminator shows a glint of the LEDs, not a surface lit as 1 / r^2
 COARSE = 4                   # downscale of the defocus layer
 STREAK_STEP_PX = 1.0
 
@@ -42,7 +44,8 @@ def upsample(a: np.ndarray, k: int, h: int, w: int) -> np.ndarray:
 
 @dataclass
 class Precipitation(Distractor):
-    count: int                   # particles simulated in the near volume
+    count: int                   # particles simulated in the near volume (real rain has more, but far
+                                 # drops are sub-pixel and faint: they only lower the contrast a little)
     max_depth_m: float           # deepest simulated particle (farther ones make only haze)
     fall_mps: tuple[float, float]
     wind_mps: float              # along X; the streak angle is atan(wind / fall)
@@ -109,7 +112,7 @@ class Precipitation(Distractor):
         size_px = cam.focal_px * self._size[ok] / da
         area = math.pi / 4 * size_px ** 2
         rng_m = da
-        light = self.brightness * np.asarray(self._scene.illum(rng_m), dtype=float)
+        light = self.brightness * np.minimum(np.asarray(self._scene.illum(rng_m), dtype=float), GLINT_MAX)
         contrast = light - float(frame.background[::16, ::16].mean())
         energy = contrast * np.minimum(area, 6.0)
         near = da < NEAR_M
@@ -151,9 +154,9 @@ class Rain(Precipitation):
     @classmethod
     def draw(cls, rng: np.random.Generator, scene: SceneContext, intensity: str | None = None) -> "Rain":
         intensity = intensity or str(rng.choice(["light", "moderate", "heavy"]))
-        count = {"light": 400, "moderate": 1500, "heavy": 4000}[intensity]
+        count = {"light": 800, "moderate": 2500, "heavy": 6000}[intensity]
         night = scene.lighting.mode == "ir"
-        return cls(count=count, max_depth_m=rng.uniform(8, 20), fall_mps=(4.0, 9.0),
+        return cls(count=count, max_depth_m=rng.uniform(3, 8), fall_mps=(4.0, 9.0),
                    wind_mps=float(rng.normal(0, 2.5)), size_m=(0.0008, 0.003),
                    brightness=rng.uniform(0.8, 1.6) if night else rng.uniform(0.9, 1.4),
                    seed=int(rng.integers(1 << 30)), intensity=intensity)
@@ -165,6 +168,6 @@ class Snow(Precipitation):
 
     @classmethod
     def draw(cls, rng: np.random.Generator, scene: SceneContext) -> "Snow":
-        return cls(count=int(rng.choice([300, 1000, 2500])), max_depth_m=rng.uniform(10, 25), fall_mps=(0.5, 1.5),
+        return cls(count=int(rng.choice([300, 1000, 2500])), max_depth_m=rng.uniform(5, 15), fall_mps=(0.5, 1.5),
                    wind_mps=float(rng.normal(0, 1.2)), size_m=(0.003, 0.012), brightness=rng.uniform(0.9, 1.3),
                    flutter_mps=rng.uniform(0.2, 0.8), seed=int(rng.integers(1 << 30)))
