@@ -27,9 +27,9 @@ class SensorModel:
     read_noise_e: float = 3.0
     prnu: float = 0.01               # per-pixel gain spread (fixed pattern)
     dsnu_e: float = 1.5              # per-pixel offset spread, electrons (fixed pattern)
-    hot_fraction: float = 2e-4       # pixels with a high dark current
+    hot_fraction: float = 5e-5       # pixels with a high dark current, left after the ISP's defect correction
     hot_e_per_s: float = 4e4         # their dark current
-    blink_fraction: float = 0.2      # hot pixels that switch on and off (random telegraph)
+    blink_fraction: float = 0.1      # hot pixels that switch on and off (random telegraph)
     vignetting: float = 0.25         # fraction of light lost in the corners (cos^4-like falloff)
     readout_s: float = 0.02          # rolling shutter: time from the first row to the last
     exposure_min_s: float = 1 / 4000
@@ -43,7 +43,7 @@ class SensorModel:
 def draw_sensor(rng: np.random.Generator, fps: float) -> SensorModel:
     return SensorModel(full_well_e=rng.uniform(6000, 12000), read_noise_e=rng.uniform(1.5, 4.0),
                        prnu=rng.uniform(0.005, 0.015), dsnu_e=rng.uniform(0.5, 3.0),
-                       hot_fraction=rng.uniform(5e-5, 4e-4), vignetting=rng.uniform(0.1, 0.4),
+                       hot_fraction=rng.uniform(1e-5, 1e-4), vignetting=rng.uniform(0.1, 0.4),
                        readout_s=rng.uniform(0.5, 0.9) / fps, exposure_max_s=rng.choice([1 / 50, 1 / fps]),
                        target=rng.uniform(0.14, 0.22), ae_tolerance=rng.uniform(0.08, 0.15),
                        ae_step=rng.uniform(1.15, 1.4))
