@@ -76,6 +76,9 @@ TUNING_GRID: dict[str, tuple[float, ...]] = {
     "max_fit_rms_px": (1.4, 1.8, 2.6),
     "accel_min_ratio": (0.5, 0.6, 0.7),
     "streak_min_width_px": (2, 3, 4),
+    "min_floors_fallen": (1.5, 2.0, 3.0),
+    "max_unseen_fall_s": (0.3, 0.6),
+    "stitch_max_gap_s": (0.0, 0.5),
 }
 TUNING_CLIPS = 48
 TUNING_SIZE = (640, 360)
