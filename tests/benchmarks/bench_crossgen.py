@@ -35,7 +35,10 @@ default 8; --quick 4), CROSSGEN_SIZES ("1280x720,1920x1080"),
 CROSSGEN_TABLE_RATES ("2M,4M,8M,16M"; "" for none; --quick none),
 CROSSGEN_SEEDS=tuning (run the tuning seeds instead: for looking, not for
 reporting), CROSSGEN_SETTINGS_A (a settings file to use on A instead of
-TUNED_ON_FACADE), CROSSGEN_ROWS=FILE (every clip's result as JSON lines).
+TUNED_ON_FACADE), CROSSGEN_ROWS=FILE (every clip's result as JSON lines),
+CROSSGEN_GENERATORS ("facade,scene": one of them runs one direction only),
+CROSSGEN_SEED_OFFSET (start further into the report seeds, to add clips to an
+earlier run's rows).
 `--jobs 2` renders clips in a pool of two processes. The defaults take about
 15 minutes on one core (H.264 encoding is half of it); the intervals are wide
 at those counts: raise CROSSGEN_CLIPS for a tighter figure.
@@ -353,8 +356,8 @@ def build_jobs(quick: bool) -> list[ClipJob]:
     for i, (w, h) in enumerate(sizes):
         n = n_first if i == 0 else n_hd
         head = HEADLINE_RATE.get(h, "4M")
-        for g in ("facade", "scene"):
-            seed0 = (TUNING_SEED0 if tuning else REPORT_SEED0)[g]
+        for g in env_list("CROSSGEN_GENERATORS", "facade,scene"):
+            seed0 = (TUNING_SEED0 if tuning else REPORT_SEED0)[g] + int(os.environ.get("CROSSGEN_SEED_OFFSET", 0))
             rates_throw = ("",) + tuple(dict.fromkeys([head] + (table if g == "facade" else [])))
             jobs += plan(g, n, seed0, w, h, rates_throw, ("", head))
     return jobs
