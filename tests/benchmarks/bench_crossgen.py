@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_crossgen [--quick] [--json] [--jobs 2]
     .venv/bin/python -m tests.benchmarks.bench_crossgen --tune-on facade [--out FILE]
+    .venv/bin/python -m tests.benchmarks.bench_crossgen --from-rows ROWS.jsonl [...]   (figures of saved runs)
 
 A detector's figures on the renderer it was tuned on say little about a site.
 Two generators written apart: A (`sim/scene.py`, the detector's defaults were
@@ -433,12 +434,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="render and detect clips in this many processes")
     parser.add_argument("--tune-on", choices=["facade"], help="choose settings on this generator's tuning seeds")
     parser.add_argument("--out", type=Path, default=TUNED_ON_FACADE, help="where --tune-on writes the settings")
+    parser.add_argument("--from-rows", type=Path, nargs="+", help="figures from saved CROSSGEN_ROWS files, no run")
     args = parser.parse_args()
     if args.tune_on:
         best = tune_on_facade(args.out, n=int(os.environ.get("CROSSGEN_TUNING_CLIPS", TUNING_CLIPS)))
         print(json.dumps(best))
         return
-    figs = run(quick=args.quick, jobs=args.jobs)
+    if args.from_rows:
+        rows = [json.loads(line) for p in args.from_rows for line in p.read_text().splitlines() if line.strip()]
+        print(size_rate_table(rows), file=sys.stderr)
+        figs = figures(rows)
+    else:
+        figs = run(quick=args.quick, jobs=args.jobs)
     if args.json:
         for f in figs:
             print(json.dumps({**dataclasses.asdict(f), "ratio": f.ratio}))
