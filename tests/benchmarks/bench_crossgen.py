@@ -119,12 +119,16 @@ class ClipJob:
 
 
 def plan(generator: str, n: int, seed0: int, width: int, height: int, rates_throw: tuple[str, ...],
-         rates_other: tuple[str, ...]) -> list[ClipJob]:
-    """The clips of one generator at one size: throws and distractor-only clips alternating."""
+         rates_other: tuple[str, ...], first: int = 0) -> list[ClipJob]:
+    """The clips of one generator at one size: throws and distractor-only clips alternating.
+
+    Clip i (from `first`) has seed seed0 + i, so a run that starts further on
+    continues the cycle of kinds and sizes where an earlier one stopped.
+    """
     kinds, rain = a_kinds() if generator == "scene" else b_kinds()
     others = [k for k in kinds if k != rain]
     jobs = []
-    for i in range(n):
+    for i in range(first, first + n):
         seed = seed0 + i
         j = i // 2
         if i % 2 == 0:
@@ -358,9 +362,9 @@ def build_jobs(quick: bool) -> list[ClipJob]:
         n = n_first if i == 0 else n_hd
         head = HEADLINE_RATE.get(h, "4M")
         for g in env_list("CROSSGEN_GENERATORS", "facade,scene"):
-            seed0 = (TUNING_SEED0 if tuning else REPORT_SEED0)[g] + int(os.environ.get("CROSSGEN_SEED_OFFSET", 0))
+            seed0 = (TUNING_SEED0 if tuning else REPORT_SEED0)[g]
             rates_throw = ("",) + tuple(dict.fromkeys([head] + (table if g == "facade" else [])))
-            jobs += plan(g, n, seed0, w, h, rates_throw, ("", head))
+            jobs += plan(g, n, seed0, w, h, rates_throw, ("", head), first=int(os.environ.get("CROSSGEN_SEED_OFFSET", 0)))
     return jobs
 
 
