@@ -134,7 +134,7 @@ def plan(generator: str, n: int, seed0: int, width: int, height: int, rates_thro
         if i % 2 == 0:
             companion = ("none", rain, "none", others[(j // 4) % len(others)])[j % 4]
             jobs.append(ClipJob(generator, seed, "throw", companion, width, height, rates_throw,
-                                size_bin=j % 4 if generator == "facade" else None))
+                                size_bin=(j + j // 4) % 4 if generator == "facade" else None))
         else:
             jobs.append(ClipJob(generator, seed, kinds[j % len(kinds)], "none", width, height, rates_other))
     return jobs
