@@ -173,7 +173,7 @@ class HeldStore(EventStore):
     def _commit(self, batch, acks):         # type: ignore[no-untyped-def]
         if self.hold.is_set():
             self.held.set()
-            self.release.wait(30)
+            self.release.wait(60)
         return super()._commit(batch, acks)
 
 
@@ -196,11 +196,11 @@ def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_pa
         done.append(store.append(draft(i)).seq)
 
     def conductor() -> None:
-        wait_until(lambda: store.pending == 1, 5, message="the main thread's event queued")
+        wait_until(lambda: store.pending == 1, 20, message="the main thread's event queued")
         others = [threading.Thread(target=later, args=(i,)) for i in (2, 3)]
         for t in others:
             t.start()
-        wait_until(lambda: store.pending == 3, 5, message="two more callers queued behind it")
+        wait_until(lambda: store.pending == 3, 20, message="two more callers queued behind it")
         signal.pthread_kill(main, signal.SIGINT)  # the main thread is parked in its wait
 
     helper = threading.Thread(target=conductor)
