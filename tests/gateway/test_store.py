@@ -177,12 +177,15 @@ class HeldStore(EventStore):
         return super()._commit(batch, acks)
 
 
-def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_path: Path) -> None:
+def test_an_interrupted_caller_does_not_strand_the_callers_woken_after_it(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Callers of one commit are woken in a chain; Ctrl-C in one of them must not break it."""
     import signal
 
     from tests.helpers import wait_until
 
+    # Ctrl-C must raise KeyboardInterrupt here, whatever handler an earlier in-process test left
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     store = HeldStore(tmp_path / "e.db", site="s1", gateway="gw1")
     main = threading.main_thread().ident
     assert threading.get_ident() == main, "the interrupt goes to the main thread"
