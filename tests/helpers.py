@@ -19,18 +19,25 @@ from paho.mqtt.properties import Properties
 PREFIX = "anfang/v1/s1/gw1"     # the topic prefix of the tests' gateways (site s1, gateway gw1)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
-               message: str | Callable[[], str] = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
+def poll_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """Poll `predicate` until it returns something truthy; its last value at the deadline
+    (falsy) when it never did. For callers that report a shortfall rather than fail."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value:
+        if value or time.monotonic() > deadline:
             return value
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
         time.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
+               message: str | Callable[[], str] = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test at the deadline."""
+    value = poll_until(predicate, timeout, interval)
+    if not value:
+        text = message() if callable(message) else message
+        raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+    return value
 
 
 @dataclass
@@ -112,10 +119,7 @@ def request(host: str, port: int, topic: str, payload: bytes, *, reply_topic: st
         props.ResponseTopic = reply_topic
         props.CorrelationData = correlation
         sub.client.publish(topic, payload, qos=1, properties=props).wait_for_publish(5)
-        deadline = time.monotonic() + timeout
-        while not sub.received(reply_topic) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        replies = sub.received(reply_topic)
+        replies = poll_until(lambda: sub.received(reply_topic), timeout)
         return replies[0] if replies else None
     finally:
         sub.close()

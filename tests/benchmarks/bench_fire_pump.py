@@ -29,6 +29,7 @@ from gateway.context import GatewayContext
 from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.store import EventStore
 from tests.benchmarks.common import Figure, main
+from tests.helpers import poll_until
 
 PANELS = 8
 PERIOD = 1.0
@@ -184,12 +185,10 @@ def run(quick: bool = False) -> list[Figure]:
     try:
         idle = _cpu_over(window)                       # this process, panels up, no driver
         driver.start()
-        deadline = time.monotonic() + 10
         def all_ok() -> bool:
             devices = driver.health().devices
             return len(devices) == PANELS and all(s == "ok" for s in devices.values())
-        while time.monotonic() < deadline and not all_ok():
-            time.sleep(0.1)
+        poll_until(all_ok, 10, 0.1)
         polls0 = sum(m.polls_ok for m in driver.monitors.values())
         t0 = time.monotonic()
         busy = _cpu_over(window)

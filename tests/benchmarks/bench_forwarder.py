@@ -45,6 +45,7 @@ from gateway.store import EventStore
 from gateway.uplink import Uplink
 from sim.broker import LocalBroker
 from tests.benchmarks.common import Figure, main
+from tests.helpers import poll_until, wait_until
 
 CLOCK = SystemClock()
 PREFIX = "anfang/v1/bench/gw1"
@@ -172,9 +173,7 @@ def make_pipeline(broker: LocalBroker, state: Path, process: bool = True) -> tup
 
 
 def wait_drained(store: EventStore, fwd: Forwarder | Uplink, last_seq: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while fwd.stats.last_seq_acked < last_seq and time.monotonic() < deadline:
-        time.sleep(0.005)
+    poll_until(lambda: fwd.stats.last_seq_acked >= last_seq, timeout, 0.005)
 
 
 def ours_rate(broker: LocalBroker, n: int, emitters: int, batch: int = 1, process: bool = True) -> float:
@@ -189,8 +188,7 @@ def ours_rate(broker: LocalBroker, n: int, emitters: int, batch: int = 1, proces
                              timezone="Asia/Shanghai", store=store, telemetry_lane=TelemetryLane(),
                              evidence_spool=fwd.evidence, event_class="ir_beam")
         fwd.start()
-        while not fwd.stats.connected:
-            time.sleep(0.01)
+        wait_until(lambda: fwd.stats.connected, 30, message="the forwarder connected")
         per = n // emitters
         data = {"zone": "north", "duration_ms": 420, "armed": True}
 
@@ -235,8 +233,7 @@ def latency(broker: LocalBroker, rate: float, seconds: float) -> tuple[float, fl
         sub.subscribe(f"{PREFIX}/event/#", qos=1)
         ready.wait(10)
         fwd.start()
-        while not fwd.stats.connected:
-            time.sleep(0.01)
+        wait_until(lambda: fwd.stats.connected, 30, message="the forwarder connected")
         period = 1.0 / rate
         n = int(rate * seconds)
         t_next = time.perf_counter()
@@ -249,9 +246,7 @@ def latency(broker: LocalBroker, rate: float, seconds: float) -> tuple[float, fl
             ev = store.append(EventDraft(cls="ir_beam", device="north-wall-1", type="alarm", severity="alarm",
                                          ts=CLOCK.now(), data={"i": 1}))
             sent[ev.seq] = t
-        deadline = time.monotonic() + 30
-        while len(got) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll_until(lambda: len(got) >= n, 30)
         lat = sorted((got[s] - sent[s]) * 1000 for s in sent if s in got)
         sub.loop_stop()
         fwd.stop()
@@ -291,14 +286,14 @@ def flood_in_this_process(host: str, port: int, warmup: float, seconds: float) -
     run = SimRun(load_scenario("flood"), broker_url=f"mqtt://{host}:{port}", duration=warmup + seconds + 120,
                  print_events=False)
     threading.Thread(target=run.run, name="flood", daemon=True).start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def connected() -> bool:
         sup = run.supervisor
-        if sup is not None and sup.store is not None and sup.forwarder is not None and sup.forwarder.stats.connected:
-            break
-        time.sleep(0.05)
-    else:
+        return bool(sup is not None and sup.store is not None and sup.forwarder is not None
+                    and sup.forwarder.stats.connected)
+
+    if not poll_until(connected, 60, 0.05):
         raise SystemExit("the flood gateway did not connect")
+    sup = run.supervisor
     store, link = sup.store, sup.forwarder
     uplink_pid = getattr(link, "pid", None) or os.getpid()
     time.sleep(warmup)

@@ -37,6 +37,7 @@ from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.store import EventStore
 from sim.ir_beam import ContactPin
 from tests.benchmarks.common import Figure, main
+from tests.helpers import poll_until
 
 CLOCK = SystemClock()
 
@@ -182,9 +183,7 @@ def chatter(folder: Path, seconds: float) -> tuple[int, float, float, float, flo
         busy = cpu_fraction(seconds, work)
         rate = work.edges / seconds          # type: ignore[attr-defined]
         # the chatter ends: wait past chatter_quiet_s for its trouble_restore
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(t == "trouble_restore" for _d, t, _ in ctx.committed):
-            time.sleep(0.1)
+        poll_until(lambda: any(t == "trouble_restore" for _d, t, _ in ctx.committed), 10, 0.1)
         events = len(ctx.committed) - before
     finally:
         drv.stop()
