@@ -18,7 +18,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 _MISSING: Any = object()
 
@@ -300,6 +300,23 @@ class Section:
         for name in self.raw:
             if name not in self._seen:
                 self.error(name, "unknown key")
+
+
+def parse_named(sections: Iterable["Section"], parse: Callable[["Section"], Any],
+                duplicate: Callable[[str], str]) -> list[Any]:
+    """Parse each table with `parse` (None: it had problems, skipped) and refuse a `name`
+    used twice, with the line `duplicate(name)` on the later table's `name` key."""
+    out: list[Any] = []
+    seen: set[str] = set()
+    for sec in sections:
+        item = parse(sec)
+        if item is None:
+            continue
+        if item.name in seen:
+            sec.error("name", duplicate(item.name))
+        seen.add(item.name)
+        out.append(item)
+    return out
 
 
 def read_secret_file(value: Any, key: str, problems: Problems, base_dir: Path | None = None) -> Secret | None:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, TypeVar
 
 from detection.health import HealthSettings
 from detection.sources import SourceConfig, parse_source
-from gateway.configfile import ConfigError, Problems, Section
+from gateway.configfile import ConfigError, Problems, Section, parse_named
 from gateway.events import DEVICE_PATTERN
 
 SECTION_KEY = "camera"
@@ -112,16 +112,8 @@ def _renamed(sec: Section, table: str) -> None:
 
 def parse_config(raw: Mapping[str, Any], problems: Problems, base_dir: Path | None = None) -> CameraDriverConfig:
     root = Section({SECTION_KEY: raw.get(SECTION_KEY, [])}, "", problems, base_dir)
-    cameras: list[CameraConfig] = []
-    names: set[str] = set()
-    for sec in root.sections(SECTION_KEY):
-        cam = _parse_camera(sec)
-        if cam is None:
-            continue
-        if cam.name in names:
-            sec.error("name", f"camera {cam.name!r} is configured twice")
-        names.add(cam.name)
-        cameras.append(cam)
+    cameras = parse_named(root.sections(SECTION_KEY), _parse_camera,
+                          lambda name: f"camera {name!r} is configured twice")
     return CameraDriverConfig(tuple(cameras))
 
 

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from gateway.configfile import Problems, Section, load_toml
+from gateway.configfile import Problems, Section, load_toml, parse_named
 
 TYPES: dict[str, int] = {"bit": 1, "bool": 1, "uint16": 1, "int16": 1,
                          "uint32": 2, "int32": 2, "float32": 2}
@@ -114,16 +114,8 @@ def parse_map(raw: Mapping[str, Any], problems: Problems, key: str = "map", sour
     description = s.str("description", "", nonempty=False)
     verify = s.bool("verify_on_site", True)
     pump_type = s.str("pump_type", "electric", choices=("electric", "diesel"))
-    points: list[Point] = []
-    seen: set[str] = set()
-    for ps in s.sections("point", required=True):
-        p = _parse_point(ps)
-        if p is None:
-            continue
-        if p.name in seen:
-            ps.error("name", f"duplicate point name {p.name!r}")
-        seen.add(p.name)
-        points.append(p)
+    points: list[Point] = parse_named(s.sections("point", required=True), _parse_point,
+                                      lambda name: f"duplicate point name {name!r}")
     s.finish()
     if not points and not problems:
         s.error("point", "a map needs at least one point")

@@ -163,3 +163,10 @@ def test_missing_map_file_is_one_problem(tmp_path):
     problems = Problems()
     assert load_map(str(tmp_path / "nope.toml"), problems, "fire_pump[0].map") is None
     assert problems.items[0].key == "fire_pump[0].map" and "not found" in problems.items[0].message
+
+
+def test_a_point_name_used_twice_is_refused_on_the_second_point() -> None:
+    problems = Problems()
+    parse_map({"name": "m", "point": [{"name": "in_auto", "role": "in_auto", "fc": 2, "address": 1},
+                                      {"name": "in_auto", "role": "alarm", "fc": 2, "address": 2}]}, problems)
+    assert "map.point[1].name: duplicate point name 'in_auto'" in [str(p) for p in problems.items]
