@@ -47,7 +47,8 @@ from paho.mqtt.packettypes import PacketTypes
 from gateway import __version__
 from gateway.clock import Clock, SystemClock, iso_utc
 from gateway.lanes import EvidenceItem, EvidenceSpool, TelemetryLane
-from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
+from gateway.backoff import backoff_delay
+from gateway.linkstate import ForwarderStats, IncomingCommand
 from gateway.mqttconfig import MqttConfig
 from gateway.store import StoredEvent
 

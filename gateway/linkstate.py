@@ -1,7 +1,4 @@
-"""The broker link as the gateway sees it: the interface, its counters, incoming commands, reconnect backoff.
-
-The backoff itself is `gateway.backoff.backoff_delay` (the one every part of
-the gateway uses), re-exported here for the forwarder and the uplink.
+"""The broker link as the gateway sees it: the interface, its counters, incoming commands.
 
 Apart from `gateway.forwarder` so that the gateway process, when the
 connection runs in the uplink process, needs neither paho nor ssl.
@@ -12,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.backoff import backoff_delay
 
 
 @dataclass
@@ -66,4 +62,4 @@ class IncomingCommand:
     correlation: bytes | None
 
 
-__all__ = ["ForwarderStats", "IncomingCommand", "backoff_delay"]
+__all__ = ["BrokerLink", "ForwarderStats", "IncomingCommand"]

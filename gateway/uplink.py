@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from gateway.clock import Clock, SystemClock
-from gateway.linkstate import ForwarderStats, IncomingCommand, backoff_delay
+from gateway.backoff import backoff_delay
+from gateway.linkstate import ForwarderStats, IncomingCommand
 from gateway.mqttconfig import MqttConfig
 
 if TYPE_CHECKING:     # the uplink process imports this module too: keep it light

@@ -6,7 +6,6 @@ reconnects and the supervisor's driver restarts follow the same rule.
 
 import random
 
-from gateway import linkstate
 from gateway.backoff import Backoff, backoff_delay
 from drivers.patrol.transport import ReopeningPort
 
@@ -24,7 +23,11 @@ def test_backoff_grows_exponentially_up_to_the_cap_with_full_jitter() -> None:
 
 
 def test_the_forwarder_reconnects_with_the_one_backoff() -> None:
-    assert linkstate.backoff_delay is backoff_delay
+    import gateway.forwarder
+    import gateway.uplink
+
+    assert gateway.forwarder.backoff_delay is backoff_delay
+    assert gateway.uplink.backoff_delay is backoff_delay
 
 
 def test_a_serial_reader_reopens_after_the_shared_doubling_delays() -> None:
