@@ -1,38 +1,39 @@
-"""Evidence files for a thrown-object event: the clip, the annotated snapshot, retention.
+"""Evidence clips of a thrown-object event, and their retention (snapshots: detection/snapshot.py).
 
-    path = remux_clip(stem, stream_info, packets)          # the camera's own packets -> .mp4, no re-encode
-    path = write_clip(stem, frames, fps)                    # pictures -> .mp4 (PyAV) or .avi (MJPEG)
+    path = remux_clip(stem, stream_info, packets, metadata={"title": caption})   # the camera's own packets
+    path = write_clip(stem, frames, fps, captions=[lines, ...], metadata=...)     # pictures -> H.264 MP4
     picture = decode_picture(stream_info, packets, t)      # a decoded picture for the snapshot
-    write_jpeg(path, draw_snapshot(frame, track, floors, ...))
-    sha256_file(path)
     EvidenceStore(root, keep_days=15, max_bytes=...).prune(now)
 
-Every file is written under a temporary name, closed, synced and only then
-renamed: a file with its final name is whole, so hashing it (after the
-writer returns) hashes what a viewer will see. Remuxing rather than
-re-encoding keeps the clip bit for bit what the camera sent, which is both
-cheaper and better evidence.
+Clips are H.264 MP4 through PyAV (the `video` extra). Every file is written
+under a temporary name, closed, synced and only then renamed: a file with
+its final name is whole, so hashing it (after the writer returns) hashes
+what a viewer will see. Remuxing rather than re-encoding keeps the clip bit
+for bit what the camera sent, which is both cheaper and better evidence; its
+caption therefore goes into the MP4 header (`title`, `comment`) rather than
+into the pictures (docs/evidence.md has the measurement behind that choice).
+Clips made from pictures (sources without packets) have the caption burned
+into a band below every picture, with that picture's own time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from detection import jpeg
-from gateway.atomicfile import fsync_dir, write_atomic
+from detection.caption import BandStyle, with_caption
+from gateway.atomicfile import fsync_dir
 
 if TYPE_CHECKING:
     from detection.sources import EncodedPacket, StreamInfo
 
-CLIP_SUFFIXES = (".mp4", ".avi")
-EVIDENCE_SUFFIXES = (".mp4", ".avi", ".jpg")
+CLIP_SUFFIX = ".mp4"
+EVIDENCE_SUFFIXES = (".mp4", ".jpg", ".json", ".sig")   # clips, snapshots, manifests and their signatures
 
 
 def have_pyav() -> bool:
@@ -41,16 +42,6 @@ def have_pyav() -> bool:
     except ImportError:
         return False
     return True
-
-
-# -- files -----------------------------------------------------------------------
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
@@ -76,25 +67,27 @@ def _uniform(frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int, int]:
     return out, w, h
 
 
-def write_clip(stem: Path, frames: Sequence[np.ndarray], fps: float, *, prefer: str = "auto") -> Path:
-    """Write frames as `stem.mp4` (H.264 via PyAV) or, without PyAV, `stem.avi` (motion JPEG).
+def write_clip(stem: Path, frames: Sequence[np.ndarray], fps: float, *,
+               captions: Sequence[Sequence[str]] | None = None, metadata: Mapping[str, str] | None = None) -> Path:
+    """Encode pictures as `stem.mp4` (H.264, PyAV); returns the path.
 
-    Written under a temporary name and renamed, so a half-written clip never
-    carries the final name. Returns the final path.
+    `captions` (one list of lines per picture) are burned into a band below
+    each picture; `metadata` (e.g. `title`, `comment`) goes into the MP4's
+    header. Written under a temporary name, closed, synced and renamed, so a
+    half-written clip never carries the final name.
     """
     if not frames:
         raise ValueError("no frames to write")
     imgs, w, h = _uniform(frames)
-    use_av = prefer == "mp4" or (prefer == "auto" and have_pyav())
-    final = stem.with_suffix(".mp4" if use_av else ".avi")
+    if captions is not None:
+        style = BandStyle.fit(captions[0], w)     # one layout for the whole clip: the band never changes size
+        imgs = [with_caption(f, lines, style) for f, lines in zip(imgs, captions)]
+        h = imgs[0].shape[0]
+    final = stem.with_suffix(".mp4")
     tmp = final.with_name(final.name + ".part")
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if use_av:
-            _write_mp4(tmp, imgs, fps, w, h)
-        else:
-            jpegs = [jpeg.encode_jpeg(f, 80) for f in imgs]
-            jpeg.write_mjpeg_avi(tmp, jpegs, fps, w, h)
+        _write_mp4(tmp, imgs, fps, w, h, metadata or {})
         _publish(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -115,11 +108,13 @@ def _publish(tmp: Path, final: Path) -> None:
 REMUX_TIME_BASE = Fraction(1, 90000)   # the usual video clock; fine enough for any frame rate
 
 
-def remux_clip(stem: Path, info: "StreamInfo", packets: Sequence["EncodedPacket"]) -> Path:
+def remux_clip(stem: Path, info: "StreamInfo", packets: Sequence["EncodedPacket"], *,
+               metadata: Mapping[str, str] | None = None) -> Path:
     """Write a source's encoded packets as `stem.mp4` without decoding them; returns the path.
 
     `packets` are in decoding order and start at a keyframe (what the packet
-    ring hands out). Times are rebased so the clip starts at 0.
+    ring hands out). Times are rebased so the clip starts at 0. `metadata`
+    (e.g. `title`, `comment`) goes into the MP4 header.
     """
     import av
     if not packets:
@@ -133,6 +128,7 @@ def remux_clip(stem: Path, info: "StreamInfo", packets: Sequence["EncodedPacket"
     tb = REMUX_TIME_BASE
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
+            container.metadata.update(metadata or {})
             stream = container.add_mux_stream(info.codec, width=info.width, height=info.height)
             for p in packets:
                 out = av.Packet(p.data)
@@ -181,12 +177,14 @@ def decode_picture(info: "StreamInfo", packets: Sequence["EncodedPacket"], t: fl
     return best.reformat(width=w, height=h, format="rgb24" if color else "gray").to_ndarray()
 
 
-def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, w: int, h: int) -> None:
+def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, w: int, h: int,
+               metadata: Mapping[str, str]) -> None:
     import av
     rate = Fraction(fps).limit_denominator(1000)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     fmt = "rgb24" if frames[0].ndim == 3 else "gray"
     with av.open(str(path), mode="w", format="mp4") as container:
+        container.metadata.update(metadata)
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if codec == "libx264":
@@ -198,139 +196,6 @@ def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, w: int, h: 
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 88) -> bytes:
-    """JPEG bytes: PyAV's encoder when installed, else the numpy baseline encoder."""
-    if have_pyav():
-        import av
-        img = _to_rgb(image)
-        h, w = img.shape[:2]
-        img = np.ascontiguousarray(img[: h - h % 2, : w - w % 2])
-        cc = av.CodecContext.create("mjpeg", "w")
-        cc.width, cc.height, cc.pix_fmt = img.shape[1], img.shape[0], "yuvj444p"
-        cc.time_base = Fraction(1, 25)
-        cc.qscale = max(1, min(31, int(round((100 - quality) / 3.3)) + 1))
-        vf = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuvj444p")
-        return b"".join(bytes(p) for p in (*cc.encode(vf), *cc.encode(None)))
-    return jpeg.encode_jpeg(image, quality)
-
-
-def write_jpeg(path: Path, image: np.ndarray, quality: int = 88) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(path, encode_jpeg(image, quality))
-
-
-# -- snapshot drawing ----------------------------------------------------------
-
-_DIGITS = {  # 3 x 5 bitmap font, rows top to bottom
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
-    "8": "111101111101111", "9": "111101111001111", "F": "111100110100100", "-": "000000111000000",
-}
-
-TRACK_RGB = (255, 40, 40)
-RELEASE_RGB = (40, 255, 80)
-GRID_RGB = (255, 210, 0)
-
-
-def _put(img: np.ndarray, ys: np.ndarray, xs: np.ndarray, rgb: tuple[int, int, int], alpha: float = 1.0) -> None:
-    h, w = img.shape[:2]
-    m = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-    ys, xs = ys[m], xs[m]
-    if alpha >= 1.0:
-        img[ys, xs] = rgb
-    else:
-        img[ys, xs] = (img[ys, xs] * (1 - alpha) + np.array(rgb) * alpha).astype(np.uint8)
-
-
-def draw_line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float,
-              rgb: tuple[int, int, int], thickness: int = 2, alpha: float = 1.0) -> None:
-    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    xs = np.rint(np.linspace(x0, x1, n)).astype(np.int64)
-    ys = np.rint(np.linspace(y0, y1, n)).astype(np.int64)
-    for dy in range(thickness):
-        for dx in range(thickness):
-            _put(img, ys + dy - thickness // 2, xs + dx - thickness // 2, rgb, alpha)
-
-
-def draw_circle(img: np.ndarray, x: float, y: float, r: float, rgb: tuple[int, int, int], thickness: int = 2) -> None:
-    a = np.linspace(0, 2 * np.pi, max(16, int(8 * r)))
-    for k in range(thickness):
-        rr = r + k
-        _put(img, np.rint(y + rr * np.sin(a)).astype(np.int64), np.rint(x + rr * np.cos(a)).astype(np.int64), rgb)
-
-
-def draw_text(img: np.ndarray, x: int, y: int, text: str, rgb: tuple[int, int, int], scale: int = 2) -> None:
-    for i, ch in enumerate(text):
-        glyph = _DIGITS.get(ch)
-        if glyph is None:
-            continue
-        g = np.array([int(c) for c in glyph], dtype=bool).reshape(5, 3)
-        g = np.kron(g, np.ones((scale, scale), dtype=bool))
-        gy, gx = np.nonzero(g)
-        _put(img, gy + y, gx + x + i * 4 * scale, rgb)
-
-
-def floor_rows(calibration: Any) -> list[tuple[int, float]]:
-    """(floor, image row of its bottom line) pairs from a calibration, lowest floor first.
-
-    Accepts the detector's Calibration object or the contract's raw form
-    (`floors = [{floor = 1, y = 1250}, ...]`).
-    """
-    floors = getattr(calibration, "floors", calibration)
-    if isinstance(floors, dict) and "floors" in floors:
-        floors = floors["floors"]
-    rows: list[tuple[int, float]] = []
-    for item in floors or []:
-        if isinstance(item, dict):
-            rows.append((int(item["floor"]), float(item["y"])))
-        elif isinstance(item, (tuple, list)):
-            rows.append((int(item[0]), float(item[1])))
-        else:
-            rows.append((int(item.floor), float(item.y)))
-    return sorted(rows)
-
-
-def draw_snapshot(frame: np.ndarray, track: Sequence[Sequence[float]], floors: Sequence[tuple[int, float]],
-                  *, analysis_size: tuple[int, int] | None = None, release_xy: tuple[float, float] | None = None,
-                  floor: int | None = None) -> np.ndarray:
-    """An RGB copy of `frame` with the floor grid, the estimated floor band and the track drawn on it.
-
-    `track` holds (t, x, y) in the analysed frame's pixels and `floors` rows in
-    the same pixels; `analysis_size` (width, height) of that frame scales them
-    onto `frame` when the evidence picture is larger or smaller.
-    """
-    img = _to_rgb(frame).copy()
-    h, w = img.shape[:2]
-    sx = sy = 1.0
-    if analysis_size is not None:
-        sx, sy = w / analysis_size[0], h / analysis_size[1]
-    scale = max(1, int(round(h / 240)))
-    rows = sorted(floors, key=lambda fy: fy[1], reverse=True)   # bottom of the image first
-    by_floor = dict(rows)
-    if floor is not None and floor in by_floor:   # tint the estimated floor's band
-        y_bottom = by_floor[floor] * sy
-        y_top = by_floor.get(floor + 1, by_floor[floor] - (rows[0][1] - rows[-1][1]) / max(1, len(rows) - 1)) * sy
-        top, bottom = int(max(0, min(y_top, y_bottom))), int(min(h, max(y_top, y_bottom)))
-        if bottom > top:
-            band = img[top:bottom].astype(np.float32)
-            img[top:bottom] = (band * 0.7 + np.array(TRACK_RGB, dtype=np.float32) * 0.3).astype(np.uint8)
-    for fl, y in rows:
-        yy = y * sy
-        if 0 <= yy < h:
-            draw_line(img, 0, yy, w - 1, yy, GRID_RGB, thickness=1, alpha=0.6)
-            draw_text(img, 2, int(yy) - 6 * scale, str(fl), GRID_RGB, scale)
-    pts = [(float(p[1]) * sx, float(p[2]) * sy) for p in track]
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        draw_line(img, x0, y0, x1, y1, TRACK_RGB, thickness=max(2, scale))
-    for x, y in pts:
-        draw_circle(img, x, y, 2 * scale, TRACK_RGB, thickness=1)
-    if release_xy is not None:
-        draw_circle(img, release_xy[0] * sx, release_xy[1] * sy, 6 * scale, RELEASE_RGB, thickness=2)
-    if floor is not None:
-        draw_text(img, w - 16 * scale * 4, 4, f"F{floor}", TRACK_RGB, scale * 2)
-    return img
 
 
 # -- retention -----------------------------------------------------------------
