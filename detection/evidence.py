@@ -18,6 +18,7 @@ into a band below every picture, with that picture's own time.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from detection.caption import BandStyle, with_caption
 from gateway.atomicfile import fsync_dir
 
 if TYPE_CHECKING:
@@ -37,11 +37,8 @@ EVIDENCE_SUFFIXES = (".mp4", ".jpg", ".json", ".sig")   # clips, snapshots, mani
 
 
 def have_pyav() -> bool:
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether PyAV (the `video` extra) is installed; looked up without importing it."""
+    return importlib.util.find_spec("av") is not None
 
 
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
@@ -80,6 +77,7 @@ def write_clip(stem: Path, frames: Sequence[np.ndarray], fps: float, *,
         raise ValueError("no frames to write")
     imgs, w, h = _uniform(frames)
     if captions is not None:
+        from detection.caption import BandStyle, with_caption   # Pillow only where pictures are drawn
         style = BandStyle.fit(captions[0], w)     # one layout for the whole clip: the band never changes size
         imgs = [with_caption(f, lines, style) for f, lines in zip(imgs, captions)]
         h = imgs[0].shape[0]

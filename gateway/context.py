@@ -6,13 +6,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from gateway.clock import Clock
 from gateway.driver import Emission
 from gateway.events import Event, EventDraft
 from gateway.lanes import EvidenceSpool, TelemetryLane, TelemetryReading
 from gateway.store import EventStore
+
+if TYPE_CHECKING:
+    from gateway.signing import EvidenceKey
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,15 @@ class GatewayContext:
     evidence_spool: EvidenceSpool
     event_class: str
     resources: Mapping[str, Any] = field(default_factory=dict)
+    evidence_key: "EvidenceKey | None" = None
 
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def emit(self, device: str, type: str, severity: str, data: Mapping[str, Any] | None = None,
-             ts: datetime | None = None, cls: str | None = None) -> Event:
+             ts: datetime | None = None, cls: str | None = None, id: str | None = None) -> Event:
         draft = EventDraft(cls=cls or self.event_class, device=device, type=type, severity=severity,
-                           ts=ts or self.clock.now(), data=dict(data or {}))
+                           ts=ts or self.clock.now(), data=dict(data or {}), **({"id": id} if id else {}))
         return self.store.append(draft)
 
     def emit_many(self, emissions: Sequence[Emission]) -> list[Event]:

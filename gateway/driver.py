@@ -36,11 +36,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from gateway.clock import Clock
 from gateway.configfile import Problems
 from gateway.events import Event
+
+if TYPE_CHECKING:
+    from gateway.signing import EvidenceKey
 
 ENTRY_POINT_GROUP = "anfang.drivers"
 SIM_ENTRY_POINT_GROUP = "anfang.sim_drivers"
@@ -80,13 +83,18 @@ class DriverContext(Protocol):
     # Objects the host provides in place of hardware. `anfang sim` and tests put
     # e.g. {"gpio_pin_factory": MockFactory()} here; empty on a real gateway.
     resources: Mapping[str, Any]
+    # The gateway's evidence key (gateway/signing.py): signs evidence manifests
+    # (gateway/manifest.py). None only where the key could not be read (logged).
+    evidence_key: "EvidenceKey | None"
 
     def emit(self, device: str, type: str, severity: str, data: Mapping[str, Any] | None = None,
-             ts: datetime | None = None, cls: str | None = None) -> Event:
+             ts: datetime | None = None, cls: str | None = None, id: str | None = None) -> Event:
         """Commit an event durably and return it (with its seq). Blocks until on disk.
 
         `ts` is when it happened at the device (default: now); `cls` defaults to the
-        driver's `event_class`. Raises `gateway.store.StoreUnavailable` only if the
+        driver's `event_class`; `id` is the event's id when the driver had to know it
+        before the event (evidence captioned with it; from `gateway.events.new_event_id()`,
+        default: a new one). Raises `gateway.store.StoreUnavailable` only if the
         store cannot take the event at all (the gateway reports that itself).
         """
 

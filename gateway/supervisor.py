@@ -40,6 +40,7 @@ from gateway.events import EventDraft
 from gateway.lanes import EvidenceSpool, TelemetryLane
 from gateway.linkstate import BrokerLink
 from gateway.sdnotify import SdNotifier
+from gateway.signing import EvidenceKey, EvidenceKeyError
 from gateway.store import EventStore, StoreUnavailable
 from gateway.uplink import Uplink
 
@@ -83,6 +84,8 @@ class Supervisor:
         self.forwarder: BrokerLink | None = None
         self.telemetry = TelemetryLane()
         self.evidence: EvidenceSpool | None = None
+        self.evidence_key: EvidenceKey | None = None
+        self.evidence_key_error = ""
         self.commands = CommandRouter(config.topic_prefix)
         self.started_mono = 0.0
         self._stop = threading.Event()
@@ -98,6 +101,7 @@ class Supervisor:
         self.store = self.store_type(cfg.state_dir / "events.db", site=cfg.site, gateway=cfg.gateway,
                                 limits=cfg.store, clock=self.clock)
         self.evidence = EvidenceSpool(cfg.state_dir / "evidence-outbox", cfg.evidence_spool_bytes)
+        self._load_evidence_key()
         self.commands.register("gateway", {"ping": self._cmd_ping, "health": lambda _a: self.health()})
         if cfg.mqtt.process:
             uplink_type: type[Forwarder] | type[Uplink] = Uplink
@@ -121,13 +125,23 @@ class Supervisor:
         log.info("gateway %s/%s running with drivers: %s", cfg.site, cfg.gateway,
                  ", ".join(s.name for s in self.slots) or "none")
 
+    def _load_evidence_key(self) -> None:
+        """The gateway's evidence key, made on first start; unreadable, it is reported and evidence goes unsigned."""
+        try:
+            self.evidence_key = EvidenceKey.load_or_create(self.config.state_dir)
+            self.evidence_key_error = ""
+        except EvidenceKeyError as exc:
+            self.evidence_key, self.evidence_key_error = None, str(exc)
+            log.error("evidence will not be signed: %s", exc)
+
     def _context(self, slot: DriverSlot) -> GatewayContext:
         assert self.store is not None and self.evidence is not None
         return GatewayContext(site=self.config.site, gateway=self.config.gateway, clock=self.clock,
                               state_dir=self.config.state_dir / "drivers" / slot.name,
                               timezone=self.config.timezone, store=self.store,
                               telemetry_lane=self.telemetry, evidence_spool=self.evidence,
-                              event_class=slot.cls.event_class, resources=self.resources)
+                              event_class=slot.cls.event_class, resources=self.resources,
+                              evidence_key=self.evidence_key)
 
     def _start_driver(self, slot: DriverSlot) -> None:
         now = self.clock.monotonic()
@@ -286,6 +300,8 @@ class Supervisor:
             "telemetry": {"offered": self.telemetry.offered, "thinned": self.telemetry.thinned},
             "evidence": {"queued": len(self.evidence.items()) if self.evidence else 0,
                          "dropped": self.evidence.dropped if self.evidence else 0},
+            "evidence_key": self.evidence_key.public.to_dict() if self.evidence_key
+            else {"error": self.evidence_key_error or "not loaded"},
             "commands": {"allowed": self.commands.names(), "handled": self.commands.handled,
                          "refused": self.commands.refused},
             "drivers": drivers,

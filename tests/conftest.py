@@ -13,6 +13,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.context import GatewayContext
 from gateway.events import Event
 from gateway.lanes import EvidenceSpool, TelemetryLane, TelemetryReading
+from gateway.signing import EvidenceKey
 from gateway.store import EventStore
 from sim.broker import LocalBroker
 from tests.helpers import wait_until
@@ -89,7 +90,8 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., TestContext]]:
         ctx = TestContext(site="s1", gateway="gw1", clock=clock, state_dir=base / "drivers" / driver_name,
                           timezone=timezone, store=store, telemetry_lane=_RecordingLane(telemetry_seen),
                           evidence_spool=_RecordingSpool(base / "evidence-outbox", evidence_seen),
-                          event_class=event_class, resources=resources or {})
+                          event_class=event_class, resources=resources or {},
+                          evidence_key=EvidenceKey.load_or_create(base))
         ctx.telemetry_seen = telemetry_seen
         ctx.evidence_seen = evidence_seen
         return ctx

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+from detection.evidence import have_pyav
 from detection.health import HealthSettings
 from detection.sources import SourceConfig, parse_source
 from gateway.configfile import ConfigError, Problems, Section, parse_named
@@ -114,6 +115,9 @@ def parse_config(raw: Mapping[str, Any], problems: Problems, base_dir: Path | No
     root = Section({SECTION_KEY: raw.get(SECTION_KEY, [])}, "", problems, base_dir)
     cameras = parse_named(root.sections(SECTION_KEY), _parse_camera,
                           lambda name: f"camera {name!r} is configured twice")
+    if cameras and not have_pyav():
+        problems.add(SECTION_KEY, "evidence clips are H.264 MP4 written with PyAV, which is not installed: "
+                                  "install the 'video' extra (pip install 'anfang-gateway[video]')")
     return CameraDriverConfig(tuple(cameras))
 
 

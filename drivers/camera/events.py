@@ -15,7 +15,8 @@ import numpy as np
 
 from gateway.clock import iso_utc
 
-CONTENT_TYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo", ".jpg": "image/jpeg"}
+CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json",
+                 ".sig": "application/octet-stream"}
 
 
 def wall_time(wall0: datetime, t: float) -> datetime:
@@ -55,6 +56,11 @@ def pending_clip_entry(file: str) -> dict[str, Any]:
     return {"kind": "clip", "file": file, "content_type": CONTENT_TYPES[suffix], "status": "recording"}
 
 
+def pending_manifest_entry(file: str) -> dict[str, Any]:
+    """The signed manifest as the alarm announces it: written once the clip is (docs/evidence.md)."""
+    return {"kind": "manifest", "file": file, "content_type": CONTENT_TYPES[".json"], "status": "pending"}
+
+
 def throw_data(d: Any, *, wall0: datetime, frame_size: tuple[int, int], track_points: int,
                evidence: list[dict[str, Any]]) -> dict[str, Any]:
     """The `thrown_object` event's data for a `ThrowDetection` `d` (times on the source's timeline)."""
@@ -71,13 +77,20 @@ def throw_data(d: Any, *, wall0: datetime, frame_size: tuple[int, int], track_po
     }
 
 
+def manifest_ref(file: str, sha256: str) -> dict[str, Any]:
+    """How `evidence_saved` / `evidence_error` point to the event's signed manifest."""
+    return {"file": file, "sha256": sha256}
+
+
 def clip_saved_data(event_id: str, file: str, sha256: str, size: int, *, start: str | None, end: str | None,
-                    frames: int | None, pre_s: float | None) -> dict[str, Any]:
-    """The `evidence_saved` event's data for a written clip."""
+                    frames: int | None, pre_s: float | None, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `evidence_saved` event's data for a written clip (and the manifest that now covers it)."""
     suffix = file[file.rfind("."):]
     data: dict[str, Any] = {"event_id": event_id, "kind": "clip", "file": file,
                             "content_type": CONTENT_TYPES[suffix], "sha256": sha256, "bytes": size,
                             "start": start, "end": end}
+    if manifest is not None:
+        data["manifest"] = manifest
     if frames is not None:
         data["frames"] = frames
     if pre_s is not None:

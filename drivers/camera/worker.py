@@ -20,15 +20,19 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from detection.evidence import decode_picture, have_pyav
+from detection.caption import Caption
+from detection.evidence import decode_picture
 from detection.health import CameraHealth, HealthChange
 from detection.sources import EndOfSource, Frame, FrameSource, SourceError, open_source
 from drivers.camera.config import CameraConfig
-from drivers.camera.evidence import EvidenceWriter, write_snapshot
-from drivers.camera.events import (evidence_stem, pending_clip_entry, snapshot_time, throw_data, wall_time)
+from drivers.camera.evidence import EvidenceItem, EvidenceWriter, calibration_sha256, write_snapshot
+from drivers.camera.events import (evidence_stem, pending_clip_entry, pending_manifest_entry, snapshot_time,
+                                   throw_data, wall_time)
 from drivers.camera.ring import FrameRing, PacketRing, Recording
 from gateway.backoff import Backoff
 from gateway.clock import iso_utc
+from gateway.events import new_event_id
+from gateway.manifest import MANIFEST_SUFFIX
 
 if TYPE_CHECKING:
     from drivers.camera.driver import CameraDriver
@@ -277,27 +281,34 @@ class CameraWorker(threading.Thread):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.writer.prune(self.dir, ev, reserve=ev.ring_max_bytes)
         size = self.frame_size or (0, 0)
-        evidence: list[dict[str, Any]] = []
+        event_id = new_event_id()     # before the event: the snapshot's caption names it
+        caption = Caption(site=self.ctx.site, camera=self.cam.name, event_id=event_id, floor=int(d.floor),
+                          floor_range=(int(d.floor_range[0]), int(d.floor_range[1])), timezone=self.ctx.timezone)
+        shown = snapshot_time(d)
+        snapshot: dict[str, Any] | None = None
         snap_path = self.dir / f"{base}.jpg"
         try:
-            evidence.append(write_snapshot(snap_path, self.picture_at(snapshot_time(d)), d, self.calibration,
-                                           size, ev.snapshot_quality))
+            snapshot = write_snapshot(snap_path, self.picture_at(shown), d, self.calibration, size,
+                                      ev.snapshot_quality, caption.lines(self.wall(shown)))
         except OSError as exc:   # a full disk: the alarm goes out all the same
             self.driver.log.error("camera %s: snapshot not written: %s", self.cam.name, exc)
-        native = self.source.native_clips if self.source is not None else None
-        packets = isinstance(self.ring, PacketRing)
-        evidence.append(pending_clip_entry(base + (".mp4" if (native or packets or have_pyav()) else ".avi")))
+        evidence = [e for e in (snapshot, pending_clip_entry(base + ".mp4"),
+                                pending_manifest_entry(base + MANIFEST_SUFFIX)) if e is not None]
         data = throw_data(d, wall0=self.wall(0.0), frame_size=size, track_points=self.cam.track_points,
                           evidence=evidence)
-        event = self.ctx.emit(self.cam.name, "thrown_object", "alarm", data, ts=ts)
+        event = self.ctx.emit(self.cam.name, "thrown_object", "alarm", data, ts=ts, id=event_id)
         self._throws += 1
         self.driver.count("throws")
-        if evidence[0]["kind"] == "snapshot":
+        if snapshot is not None:
             self.ctx.evidence(event.id, snap_path, "image/jpeg")
         t_from, t_until = d.t_start - ev.pre_s, d.t_end + ev.post_s
+        item = EvidenceItem(event=event, stem=self.dir / base, caption=caption, wall0=self.wall(0.0),
+                            snapshot=snapshot, snapshot_at=shown,
+                            calibration_sha256=calibration_sha256(self.cam.calibration))
         rec = Recording(event.id, t_from, t_until, self.dir / base,
                         meta={"start": iso_utc(self.wall(t_from)), "end": iso_utc(self.wall(t_until)),
-                              "t_start": float(d.t_start)})
+                              "t_start": float(d.t_start), "item": item})
+        native = self.source.native_clips if self.source is not None else None
         if native is not None:
             self.start_native(native, rec)
             return
@@ -332,7 +343,7 @@ class CameraWorker(threading.Thread):
         rec.meta["native"] = True
         if self.native is not None:   # one hardware clip at a time: the running one is lengthened
             self.native.t_until = max(self.native.t_until, rec.t_until)
-            self.native.meta.setdefault("also", []).append(rec.event_id)
+            self.native.meta.setdefault("also", []).append(rec)
             return
         native.start_clip(rec.stem.with_suffix(".mp4"))
         self.native = rec
@@ -346,5 +357,6 @@ class CameraWorker(threading.Thread):
             native.stop_clip()
         self.native = None
         self.submit(rec)
-        for other in rec.meta.get("also", []):
-            self.submit(Recording(other, rec.t_from, rec.t_until, rec.stem, meta=dict(rec.meta)))
+        for other in rec.meta.get("also", []):   # the same clip file, each event with its own manifest
+            self.submit(Recording(other.event_id, rec.t_from, rec.t_until, rec.stem,
+                                  meta={**rec.meta, "item": other.meta["item"], "also": []}))
