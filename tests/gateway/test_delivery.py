@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.events import EventDraft, event_schema
+from gateway.signing import KEY_FILE, EvidenceKey
 from sim.broker import LocalBroker
 from tests.gateway.gw_helpers import RunningGateway, gateway_config
 from tests.helpers import PREFIX, Subscriber, seq_report, wait_until
@@ -126,7 +128,24 @@ def test_health_is_published_retained_with_buffer_and_drivers(tmp_path: Path, br
         assert {"events", "bytes", "oldest_unsent_age_s", "last_seq", "dropped_total", "uncommitted"} <= set(h["buffer"])
         assert h["drivers"]["sim_probe"]["state"] == "ok"
         assert h["forwarder"]["connected"] is True
+        key_file = tmp_path / KEY_FILE      # made on this first start, private to the gateway's user
+        assert h["evidence_key"] == EvidenceKey.load(key_file).public.to_dict()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         sub.close()
+
+
+def test_an_unreadable_evidence_key_is_reported_and_the_gateway_runs_on(tmp_path: Path, broker: LocalBroker) -> None:
+    (tmp_path / KEY_FILE).write_text("not a key\n")
+    cfg = gateway_config(tmp_path, broker, probes=[{"name": "p1", "interval": 0.2}])
+    with RunningGateway(cfg):
+        sub = Subscriber(broker.host, broker.port, [f"{PREFIX}/health", f"{PREFIX}/event/#"])
+        h = wait_until(lambda: [m.json() for m in sub.received("/health")], 10, message="health")[-1]
+        assert list(h["evidence_key"]) == ["error"]
+        assert h["evidence_key"]["error"].startswith(f"{tmp_path / KEY_FILE}: not a PEM private key")
+        wait_until(lambda: any(m.json()["type"] == "sim_tick" for m in sub.received("/event/")), 10,
+                   message="events still flow")
+        sub.close()
+    assert (tmp_path / KEY_FILE).read_text() == "not a key\n"     # never replaced
 
 
 def test_telemetry_lane_latest_wins_and_never_blocks_events(tmp_path: Path, broker: LocalBroker) -> None:

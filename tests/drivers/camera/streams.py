@@ -41,6 +41,25 @@ def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: in
     return path
 
 
+def encode_mjpeg(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
+    """A motion-JPEG AVI, as USB cameras send their pictures (every packet a keyframe), from grey frames."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+    with av.open(str(path), "w", format="avi") as c:
+        s = c.add_stream("mjpeg", rate=Fraction(fps).limit_denominator(1000))
+        s.pix_fmt = "yuvj420p"
+        for i, f in enumerate(frames):
+            if i == 0:
+                s.height, s.width = f.shape[:2]
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gray").reformat(format="yuvj420p")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from detection.caption import Caption
 from drivers.camera import CameraDriver, subsample_track
+from gateway.clock import iso_utc
 from gateway.configfile import Problems
+from gateway.manifest import verify_folder
+from tests.caption_check import MATCH_MAX, caption_mismatch
 from tests.drivers.camera.streams import SilentServer, encode_h264
 from tests.helpers import wait_until
 
@@ -154,17 +161,9 @@ def test_one_dead_camera_does_not_stall_another(make_ctx, tmp_path: Path) -> Non
 
 # -- throws --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pyav", [True, False], ids=["mp4", "without-pyav"])
-def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_path: Path, pyav: bool,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synthetic_throw_raises_one_alarm_with_captioned_signed_evidence(make_ctx, tmp_path: Path) -> None:
     scene = pytest.importorskip("sim.scene")
-    if pyav:
-        pytest.importorskip("av")
-    else:   # as on a gateway without the video extra: MJPEG AVI and the built-in JPEG encoder
-        import detection.evidence
-        import drivers.camera.worker
-        monkeypatch.setattr(detection.evidence, "have_pyav", lambda: False)
-        monkeypatch.setattr(drivers.camera.worker, "have_pyav", lambda: False)
+    av = pytest.importorskip("av")
     spec = scene.SceneSpec(width=480, height=270, fps=12.5, seconds=9.0, seed=4, night=False,
                            floors=18, throws=[scene.ThrowSpec(floor=12, t_release=2.0)])
     cal = scene.scene_calibration(spec)
@@ -187,23 +186,48 @@ def test_synthetic_throw_raises_one_alarm_with_hashed_evidence(make_ctx, tmp_pat
     assert d["t_start"].endswith("Z") and d["t_start"] < d["t_end"] and alarm.ts == d["t_start"]
     assert 2 <= len(d["track"]) <= 24 and all(len(p) == 3 for p in d["track"])
     assert 0 < d["confidence"] <= 1 and d["drag"] is False
-    snap = next(e for e in d["evidence"] if e["kind"] == "snapshot")
-    clip = next(e for e in d["evidence"] if e["kind"] == "clip")
-    snap_path = tmp_path / "ev" / "tower-3" / snap["file"]
+    snap, clip, manifest = (next(e for e in d["evidence"] if e["kind"] == k) for k in ("snapshot", "clip", "manifest"))
+    folder = tmp_path / "ev" / "tower-3"
+    snap_path = folder / snap["file"]
     assert hashlib.sha256(snap_path.read_bytes()).hexdigest() == snap["sha256"]
     assert saved.data["event_id"] == alarm.id and saved.data["file"] == clip["file"]
-    clip_path = tmp_path / "ev" / "tower-3" / clip["file"]
+    clip_path = folder / clip["file"]
     assert hashlib.sha256(clip_path.read_bytes()).hexdigest() == saved.data["sha256"]
     assert saved.data["pre_seconds"] == pytest.approx(1.0, abs=0.1)   # the clip starts before the throw
-    assert sorted((eid, p.name) for eid, p in ctx.evidence_seen) == sorted(
-        [(alarm.id, snap["file"]), (alarm.id, clip["file"])])
-    assert clip_path.suffix == (".mp4" if pyav else ".avi")
-    assert clip["content_type"] == ("video/mp4" if pyav else "video/x-msvideo")
-    av = pytest.importorskip("av")   # decode what was written, whichever way it was written
+    assert clip_path.suffix == ".mp4" and clip["content_type"] == "video/mp4"
+
+    # the clip decodes, holds the recorded pictures and says in its header whose it is
     with av.open(str(clip_path)) as c:
+        title = c.metadata.get("title", "")
         n = sum(1 for _ in c.decode(video=0))
-    assert n == saved.data["frames"]
-    assert n >= (alarm_duration(d) + 2.0) * fps - 2   # pre + fall + post
+    assert n == saved.data["frames"] and n >= (float(d["duration_s"]) + 2.0) * fps - 2   # pre + fall + post
+    assert alarm.id in title and f"floor {d['floor']}" in title
+
+    # the manifest, written after the alarm was committed, carries its seq and both files' hashes, signed
+    man_path = folder / manifest["file"]
+    assert saved.data["manifest"] == {"file": manifest["file"],
+                                      "sha256": hashlib.sha256(man_path.read_bytes()).hexdigest()}
+    doc = json.loads(man_path.read_text())
+    assert doc["event"] == {"id": alarm.id, "seq": alarm.seq, "class": "camera", "device": "tower-3",
+                            "type": "thrown_object", "ts": alarm.ts}
+    assert {(f["name"], f["sha256"]) for f in doc["files"]} == {(snap["file"], snap["sha256"]),
+                                                                (clip["file"], saved.data["sha256"])}
+    assert doc["calibration_sha256"] == hashlib.sha256(cal.to_toml().encode()).hexdigest()
+    assert doc["key"]["public_key"] == ctx.evidence_key.public.b64
+    # the snapshot's caption names this event, its floor, the camera and the instant it shows (read from the JPEG)
+    caption = Caption(site="s1", camera="tower-3", event_id=alarm.id, floor=d["floor"],
+                      floor_range=tuple(d["floor_range"]), timezone="Asia/Shanghai")
+    shows = datetime.fromisoformat(next(f for f in doc["files"] if f["kind"] == "snapshot")["shows"].replace("Z", "+00:00"))
+    assert d["t_start"] <= iso_utc(shows) <= d["t_end"]
+    picture = np.asarray(Image.open(snap_path).convert("RGB"))
+    assert caption_mismatch(picture, caption.lines(shows)) < MATCH_MAX
+    assert caption_mismatch(picture, caption.lines(shows + timedelta(seconds=1))) > MATCH_MAX
+
+    verdicts = verify_folder(folder, ctx.evidence_key.public)
+    assert [v.ok for v in verdicts] == [True], [v.problems for v in verdicts]
+    sig = man_path.with_name(man_path.name.replace(".json", ".sig"))
+    assert sorted((eid, p.name) for eid, p in ctx.evidence_seen) == sorted(
+        (alarm.id, name) for name in (snap["file"], clip["file"], man_path.name, sig.name))
 
 
 def alarm_duration(d: dict[str, Any]) -> float:

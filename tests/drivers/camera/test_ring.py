@@ -168,9 +168,8 @@ def test_snapshot_picture_decoded_from_packets(tmp_path: Path) -> None:
 
 
 def test_mjpeg_packets_as_usb_cameras_send_them_remux_too(tmp_path: Path) -> None:
-    pytest.importorskip("av")
-    from detection.evidence import write_clip
-    path = write_clip(tmp_path / "usb", [_frame(10 * i) for i in range(10)], 10.0, prefer="avi")
+    from tests.drivers.camera.streams import encode_mjpeg
+    path = encode_mjpeg(tmp_path / "usb.avi", [_frame(10 * i) for i in range(10)], 10.0)
     info, frames, packets = read_packets(path)
     assert info.codec == "mjpeg" and all(p.keyframe for p in packets)
     clip, _, _ = decode(remux_clip(tmp_path / "clip", info, packets[4:]))
