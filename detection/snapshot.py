@@ -109,7 +109,7 @@ def draw_snapshot(frame: np.ndarray, track: Sequence[Sequence[float]], floors: S
 def encode_jpeg(image: np.ndarray, quality: int = 88) -> bytes:
     """JPEG bytes of a gray or RGB uint8 picture (Pillow)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, "JPEG", quality=int(quality), optimize=True)
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, "JPEG", quality=int(quality))
     return buf.getvalue()
 
 

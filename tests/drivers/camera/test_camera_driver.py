@@ -87,6 +87,20 @@ def test_duplicate_camera_names(tmp_path: Path) -> None:
     assert any(str(p).startswith("camera[1].name: camera 'a' is configured twice") for p in problems.items)
 
 
+def test_cameras_without_pyav_are_refused_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import drivers.camera.config as camera_config
+    monkeypatch.setattr(camera_config, "have_pyav", lambda: False)   # a gateway installed without `video`
+    save_clip(tmp_path / "x.npz", live(2))
+    problems = Problems()
+    CameraDriver.parse_config({"camera": [camera({"type": "npz", "path": "x.npz"})]}, problems, tmp_path)
+    assert [str(p) for p in problems.items] == [
+        "camera: evidence clips are H.264 MP4 written with PyAV, which is not installed: "
+        "install the 'video' extra (pip install 'anfang-gateway[video]')"]
+    problems = Problems()
+    CameraDriver.parse_config({}, problems, tmp_path)      # no camera, no PyAV needed
+    assert not problems
+
+
 def test_subsampled_track_keeps_the_ends() -> None:
     track = [(10.0 + i * 0.04, 100.0, 20.0 + i) for i in range(100)]
     sub = subsample_track(track, 10.0, 5)
