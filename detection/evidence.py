@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from detection.sources import EncodedPacket, StreamInfo
 
 CLIP_SUFFIX = ".mp4"
-EVIDENCE_SUFFIXES = (".mp4", ".jpg", ".json", ".sig")   # clips, snapshots, manifests and their signatures
+EVIDENCE_SUFFIXES = (".mp4", ".jpg", ".manifest", ".sig")   # clips, snapshots, manifests and their signatures
 
 
 def have_pyav() -> bool:

@@ -84,7 +84,7 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
             raise _Usage(f"{folder}: not a folder")
         verdicts = verify_folder(folder, trusted)
         if not verdicts:
-            raise _Usage(f"{folder}: no evidence manifest (*.manifest.json) in it")
+            raise _Usage(f"{folder}: no evidence manifest (*.manifest) in it")
     except _Usage as exc:
         return _fail(str(exc), EXIT_USAGE)
     for v in verdicts:

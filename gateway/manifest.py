@@ -1,6 +1,6 @@
 """Signed evidence manifests: what a set of evidence files is, and the check a receiver runs on it.
 
-    paths = write_manifest(folder / stem, manifest, key)   # <stem>.manifest.json and <stem>.manifest.sig
+    paths = write_manifest(folder / stem, manifest, key)   # <stem>.manifest and <stem>.manifest.sig
     results = verify_folder(folder, trusted_key)           # one result per manifest found
 
 A manifest is a JSON object naming the event it belongs to (`event`: id,
@@ -12,7 +12,7 @@ exact bytes, stored beside it in `<stem>.manifest.sig` (64 raw bytes), so
 any tool can check it without re-serialising JSON:
 
     openssl pkeyutl -verify -pubin -inkey gateway.pub.pem -rawin \
-        -in X.manifest.json -sigfile X.manifest.sig
+        -in X.manifest -sigfile X.manifest.sig
 
 `verify_folder` says exactly what does not match: a missing file, a size or
 SHA-256 that differs, a signature that fails, a key other than the trusted one.
@@ -30,7 +30,7 @@ from gateway.atomicfile import write_atomic
 from gateway.signing import EvidenceKey, EvidenceKeyError, PublicKey
 
 FORMAT = "anfang-evidence/1"
-MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_SUFFIX = ".manifest"
 SIGNATURE_SUFFIX = ".manifest.sig"
 CONTENT_TYPE = "application/json"
 SIGNATURE_CONTENT_TYPE = "application/octet-stream"
@@ -63,7 +63,7 @@ def manifest_paths(stem: Path) -> tuple[Path, Path]:
 
 
 def write_manifest(stem: Path, manifest: Mapping[str, Any], key: EvidenceKey | None) -> tuple[Path, Path | None]:
-    """Write `<stem>.manifest.json` and, with a key, its signature `<stem>.manifest.sig` (both atomically)."""
+    """Write `<stem>.manifest` and, with a key, its signature `<stem>.manifest.sig` (both atomically)."""
     path, sig_path = manifest_paths(stem)
     data = (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     if key is None:

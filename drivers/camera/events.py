@@ -15,7 +15,7 @@ import numpy as np
 
 from gateway.clock import iso_utc
 
-CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json",
+CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".manifest": "application/json",
                  ".sig": "application/octet-stream"}
 
 
@@ -58,7 +58,7 @@ def pending_clip_entry(file: str) -> dict[str, Any]:
 
 def pending_manifest_entry(file: str) -> dict[str, Any]:
     """The signed manifest as the alarm announces it: written once the clip is (docs/evidence.md)."""
-    return {"kind": "manifest", "file": file, "content_type": CONTENT_TYPES[".json"], "status": "pending"}
+    return {"kind": "manifest", "file": file, "content_type": CONTENT_TYPES[".manifest"], "status": "pending"}
 
 
 def throw_data(d: Any, *, wall0: datetime, frame_size: tuple[int, int], track_points: int,

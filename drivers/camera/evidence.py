@@ -80,7 +80,7 @@ class EvidenceItem:
         """The MP4 header's `title` (the caption) and `comment` (where the signed manifest is)."""
         return {"title": self.caption.text(self.event_time),
                 "comment": f"anfang evidence: event {self.event.id} seq {self.event.seq}, "
-                           f"manifest {self.stem.name}.manifest.json"}
+                           f"manifest {self.stem.name}.manifest"}
 
 
 def manifest_for(item: EvidenceItem, ctx: DriverContext, clip: dict[str, Any] | None,
@@ -211,7 +211,7 @@ class EvidenceWriter(threading.Thread):
         """The manifest and its signature go on the evidence lane after the clip."""
         path, sig = manifest_paths(item.stem)
         if path.exists():
-            self.ctx.evidence(event_id, path, CONTENT_TYPES[".json"])
+            self.ctx.evidence(event_id, path, CONTENT_TYPES[".manifest"])
         if sig.exists():
             self.ctx.evidence(event_id, sig, CONTENT_TYPES[".sig"])
 

@@ -88,7 +88,7 @@ def test_files_older_than_keep_days_are_removed(tmp_path: Path) -> None:
     old = _file(tmp_path / "cam" / "a.mp4", 100, 16, now)
     old_jpg = _file(tmp_path / "cam" / "a.jpg", 100, 15.5, now)
     young = _file(tmp_path / "cam" / "b.mp4", 100, 14, now)
-    old_manifest = _file(tmp_path / "cam" / "a.manifest.json", 100, 16, now)
+    old_manifest = _file(tmp_path / "cam" / "a.manifest", 100, 16, now)
     old_sig = _file(tmp_path / "cam" / "a.manifest.sig", 64, 16, now)
     other = _file(tmp_path / "cam" / "notes.txt", 100, 100, now)
     res = EvidenceStore(tmp_path, keep_days=15, max_bytes=1 << 30).prune(now)

@@ -63,7 +63,7 @@ def test_an_untouched_set_verifies(tmp_path: Path, key: EvidenceKey, capsys: pyt
     make_set(tmp_path / "in", key)
     code, lines, _ = verify(capsys, tmp_path / "in", "--key", key.public.b64)
     assert code == 0, lines
-    assert lines == [f"ok    {STEM}.manifest.json: event 0192f5d6-7a3b-7c4d-8e9f-0123456789ab seq 42, 2 file(s)"]
+    assert lines == [f"ok    {STEM}.manifest: event 0192f5d6-7a3b-7c4d-8e9f-0123456789ab seq 42, 2 file(s)"]
 
 
 def test_a_tampered_clip_fails_naming_the_clip(tmp_path: Path, key: EvidenceKey,
@@ -74,7 +74,7 @@ def test_a_tampered_clip_fails_naming_the_clip(tmp_path: Path, key: EvidenceKey,
     files["clip"].write_bytes(bytes(data))
     code, lines, err = verify(capsys, tmp_path / "in", "--key", key.public.b64)
     assert code == 1 and "1 of 1 evidence set(s) do not match" in err
-    fails = [ln for ln in lines if ln.startswith("FAIL  ") and "manifest.json: event" not in ln]
+    fails = [ln for ln in lines if ln.startswith("FAIL  ") and "manifest: event" not in ln]
     assert len(fails) == 1
     assert fails[0].startswith(f"FAIL  {STEM}.mp4: SHA-256 ") and "differs from the manifest's" in fails[0]
 

@@ -46,12 +46,12 @@ def test_file_names_and_entries() -> None:
     assert evidence_stem("tower-3", datetime(2026, 11, 23, 13, 5, 7, 123456, tzinfo=timezone.utc)) == \
         "tower-3_20261123T130507123Z"
     assert pending_clip_entry("x.mp4")["content_type"] == "video/mp4"
-    assert pending_manifest_entry("x.manifest.json") == {"kind": "manifest", "file": "x.manifest.json",
+    assert pending_manifest_entry("x.manifest") == {"kind": "manifest", "file": "x.manifest",
                                                          "content_type": "application/json", "status": "pending"}
     assert snapshot_time(Detection()) == Detection().track[15][0]
     saved = clip_saved_data("e1", "x.mp4", "ab", 10, start="s", end="e", frames=None, pre_s=None)
     assert "frames" not in saved and "pre_seconds" not in saved and saved["content_type"] == "video/mp4"
     assert clip_saved_data("e1", "x.mp4", "ab", 10, start="s", end="e", frames=3, pre_s=1.23456)["pre_seconds"] == 1.235
-    ref = {"file": "x.manifest.json", "sha256": "cd"}
+    ref = {"file": "x.manifest", "sha256": "cd"}
     assert clip_saved_data("e1", "x.mp4", "ab", 10, start="s", end="e", frames=3, pre_s=None,
                            manifest=ref)["manifest"] == ref
