@@ -29,16 +29,21 @@ def encode_h264(path: Path, frames: Iterable[np.ndarray], fps: float, *, gop: in
                      **({} if bitrate else {"crf": str(crf)})}
         if bitrate:
             s.bit_rate = bitrate
-        for i, f in enumerate(frames):
-            if i == 0:
-                s.height, s.width = f.shape[:2]
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gray").reformat(format="yuv420p")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+        _encode_grey(av, c, s, frames)
     return path
+
+
+def _encode_grey(av, container, stream, frames: Iterable[np.ndarray]) -> None:
+    """Encode grey frames into `stream` (its size from the first frame) and mux them, then flush."""
+    for i, f in enumerate(frames):
+        if i == 0:
+            stream.height, stream.width = f.shape[:2]
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gray").reformat(format=stream.pix_fmt)
+        vf.pts = i
+        for p in stream.encode(vf):
+            container.mux(p)
+    for p in stream.encode(None):
+        container.mux(p)
 
 
 def encode_mjpeg(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
@@ -48,15 +53,7 @@ def encode_mjpeg(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
     with av.open(str(path), "w", format="avi") as c:
         s = c.add_stream("mjpeg", rate=Fraction(fps).limit_denominator(1000))
         s.pix_fmt = "yuvj420p"
-        for i, f in enumerate(frames):
-            if i == 0:
-                s.height, s.width = f.shape[:2]
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gray").reformat(format="yuvj420p")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+        _encode_grey(av, c, s, frames)
     return path
 
 
