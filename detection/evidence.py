@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -76,16 +76,19 @@ def write_clip(stem: Path, frames: Sequence[np.ndarray], fps: float, *,
     if not frames:
         raise ValueError("no frames to write")
     imgs, w, h = _uniform(frames)
+    pictures: Iterable[np.ndarray] = imgs
+    fmt = "rgb24" if imgs[0].ndim == 3 else "gray"
     if captions is not None:
-        from detection.caption import BandStyle, with_caption   # Pillow only where pictures are drawn
+        from detection.caption import BandStyle, render_band, with_caption   # Pillow only where pictures are drawn
         style = BandStyle.fit(captions[0], w)     # one layout for the whole clip: the band never changes size
-        imgs = [with_caption(f, lines, style) for f, lines in zip(imgs, captions)]
-        h = imgs[0].shape[0]
+        h += render_band(captions[0], w, style).shape[0]
+        fmt = "rgb24"
+        pictures = (with_caption(f, lines, style) for f, lines in zip(imgs, captions))   # one at a time
     final = stem.with_suffix(".mp4")
     tmp = final.with_name(final.name + ".part")
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _write_mp4(tmp, imgs, fps, w, h, metadata or {})
+        _write_mp4(tmp, pictures, fps, w, h, fmt, metadata or {})
         _publish(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -175,12 +178,11 @@ def decode_picture(info: "StreamInfo", packets: Sequence["EncodedPacket"], t: fl
     return best.reformat(width=w, height=h, format="rgb24" if color else "gray").to_ndarray()
 
 
-def _write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float, w: int, h: int,
+def _write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float, w: int, h: int, fmt: str,
                metadata: Mapping[str, str]) -> None:
     import av
     rate = Fraction(fps).limit_denominator(1000)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    fmt = "rgb24" if frames[0].ndim == 3 else "gray"
     with av.open(str(path), mode="w", format="mp4") as container:
         container.metadata.update(metadata)
         stream = container.add_stream(codec, rate=rate)

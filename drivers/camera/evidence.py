@@ -37,7 +37,7 @@ from drivers.camera.ring import Recording
 from gateway.clock import iso_utc
 from gateway.driver import DriverContext
 from gateway.events import Event
-from gateway.manifest import build_manifest, file_entry, manifest_paths, sha256_file, write_manifest
+from gateway.manifest import build_manifest, file_entry, sha256_file, write_manifest
 
 PRUNE_EVERY_S = 3600.0   # retention is checked this often besides before each event
 
@@ -180,7 +180,8 @@ class EvidenceWriter(threading.Thread):
         finally:
             start = rec.start
             rec.release()
-        manifest = self.sign(item, clip, error, job.camera)
+        signed = self.sign(item, clip, error, job.camera)
+        manifest = manifest_ref(signed[0].name, sha256_file(signed[0])) if signed else None
         if clip is None:
             self.ctx.emit(job.camera, "evidence_error", "warning",
                           {"event_id": rec.event_id, "file": rec.stem.name, "error": error,
@@ -194,26 +195,19 @@ class EvidenceWriter(threading.Thread):
                                    manifest=manifest)
             self.ctx.emit(job.camera, "evidence_saved", "info", data)
             self.ctx.evidence(rec.event_id, path, CONTENT_TYPES[path.suffix])
-        self.queue_manifest(rec.event_id, item)
+        for written in signed or ():     # the manifest and its signature follow the clip on the evidence lane
+            if written is not None:
+                self.ctx.evidence(rec.event_id, written, CONTENT_TYPES[written.suffix])
         self.prune(item.stem.parent, job.evidence)
 
     def sign(self, item: EvidenceItem, clip: dict[str, Any] | None, error: str | None,
-             camera: str) -> dict[str, Any] | None:
-        """Write the event's signed manifest; returns how the events point to it (None: not written)."""
+             camera: str) -> tuple[Path, Path | None] | None:
+        """Write the event's manifest and its signature; their paths (None: not written, logged)."""
         try:
-            path, _sig = write_manifest(item.stem, manifest_for(item, self.ctx, clip, error), self.ctx.evidence_key)
+            return write_manifest(item.stem, manifest_for(item, self.ctx, clip, error), self.ctx.evidence_key)
         except OSError as exc:
             self.log.error("camera %s: manifest for event %s not written: %s", camera, item.event.id, exc)
             return None
-        return manifest_ref(path.name, sha256_file(path))
-
-    def queue_manifest(self, event_id: str, item: EvidenceItem) -> None:
-        """The manifest and its signature go on the evidence lane after the clip."""
-        path, sig = manifest_paths(item.stem)
-        if path.exists():
-            self.ctx.evidence(event_id, path, CONTENT_TYPES[".manifest"])
-        if sig.exists():
-            self.ctx.evidence(event_id, sig, CONTENT_TYPES[".sig"])
 
 
 def _write_recording(rec: Recording, fps: float, item: EvidenceItem) -> tuple[Path, int | None]:
